@@ -1,0 +1,400 @@
+"""``callgate``: check a call, keep the consent, contract and opposition records.
+
+Exit status: 0 allowed (or done), 1 rejected, 2 a usage, configuration or store error.
+Errors are one line on stderr, never a traceback (set CALLGATE_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from callgate import __version__
+from callgate.cli_format import (
+    consent_json,
+    contract_json,
+    decision_json,
+    local_text,
+    opposition_json,
+    render_decision,
+)
+from callgate.config import Config, ConfigError, find_config_file, load_config
+from callgate.gate import check_call, gate_error
+from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
+from callgate.numbering import Kind, parse_number
+from callgate.optout_file import ImportStats, read_numbers
+from callgate.store import Store, StoreError, open_store
+from callgate.timeparse import parse_instant
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_REJECT, EXIT_ERROR = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input on the command line: reported as one line, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_dispatch(args))
+    except (UsageError, ConfigError, StoreError) as error:
+        return _fail(str(error))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the last net: a message, not a traceback
+        if os.environ.get("CALLGATE_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(error).__name__}: {error} (CALLGATE_DEBUG=1 shows more)"
+        )
+
+
+def _fail(message: str) -> int:
+    print(f"callgate: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callgate",
+        description="A compliance gate for outbound calls (French telemarketing rules).",
+    )
+    parser.add_argument("--version", action="version", version=f"callgate {__version__}")
+    parser.add_argument(
+        "--config", help="TOML configuration (default: $CALLGATE_CONFIG, ./callgate.toml, "
+        "/etc/callgate/callgate.toml)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--db",
+        help="store URL or SQLite file (default: $CALLGATE_DB, then the config's [store] url)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="judge one call (a dry run unless --record)")
+    check.add_argument("--from", dest="caller", required=True, metavar="CLI",
+                       help="the caller ID the call would present")  # fmt: skip
+    check.add_argument("--to", dest="callee", required=True, metavar="NUMBER")
+    _company(check)
+    check.add_argument("--purpose", choices=[p.value for p in Purpose])
+    check.add_argument("--campaign")
+    check.add_argument("--dept", help="the callee's département, e.g. 57, 974")
+    _at(check)
+    check.add_argument(
+        "--record", action="store_true", help="count the call as an attempt when allowed"
+    )
+    _json(check)
+    check.set_defaults(handler=_check)
+
+    consent = commands.add_parser("consent", help="record, revoke or list consents")
+    consent.add_argument("action", choices=["add", "revoke", "list"])
+    consent.add_argument("--to", dest="callee", metavar="NUMBER")
+    _company(consent)
+    consent.add_argument("--scope", choices=[s.value for s in ConsentScope])
+    _at(consent, "when the consent was given or revoked (default: now)")
+    consent.add_argument("--expires", type=_instant, help="an earlier end than the maximum age")
+    consent.add_argument("--source", help="where the consent was collected (form, call, ...)")
+    consent.add_argument("--proof", help="the proof: a text or a reference to it")
+    _json(consent)
+    consent.set_defaults(handler=_consent)
+
+    contract = commands.add_parser("contract", help="record, end or list contracts")
+    contract.add_argument("action", choices=["add", "end", "list"])
+    contract.add_argument("--to", dest="callee", metavar="NUMBER")
+    _company(contract)
+    _at(contract, "when the contract starts or ends (default: now)")
+    contract.add_argument("--until", type=_instant, help="when the contract ends, if known")
+    _json(contract)
+    contract.set_defaults(handler=_contract)
+
+    optout = commands.add_parser("optout", help="the opposition (do-not-call) list")
+    optout.add_argument("action", choices=["add", "remove", "list", "import"])
+    optout.add_argument("file", nargs="?", help="for import: a CSV or one-number-per-line file")
+    optout.add_argument("--to", dest="callee", metavar="NUMBER")
+    optout.add_argument("--company", help="only against this company (default: every company)")
+    optout.add_argument("--source", choices=["bloctel", "internal"], default=None)
+    _at(optout)
+    _json(optout)
+    optout.set_defaults(handler=_optout)
+
+    outcome = commands.add_parser("outcome", help="record what happened on a call")
+    outcome.add_argument("result", choices=["refused"],
+                         help="refused: the callee refused solicitation")  # fmt: skip
+    outcome.add_argument("--to", dest="callee", required=True, metavar="NUMBER")
+    _company(outcome)
+    _at(outcome)
+    outcome.set_defaults(handler=_outcome)
+
+    db = commands.add_parser("db", help="the store itself")
+    db.add_argument("action", choices=["migrate"])
+    db.set_defaults(handler=_db)
+    return parser
+
+
+def _company(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--company", help="company id (default: the only configured company)")
+
+
+def _at(
+    parser: argparse.ArgumentParser, text: str = "the instant to act at (default: now)"
+) -> None:
+    parser.add_argument("--at", type=_instant, help=f"ISO 8601; {text}")
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    url = args.db or os.environ.get("CALLGATE_DB") or config.store_url
+    store = await open_store(url)
+    try:
+        handler: Callable[[argparse.Namespace, Config, Store], Awaitable[int]] = args.handler
+        return await handler(args, config, store)
+    finally:
+        await store.close()
+
+
+def _config(explicit: str | None) -> Config:
+    path = find_config_file(explicit)
+    if path is None:
+        raise ConfigError(
+            "no configuration: pass --config FILE, set CALLGATE_CONFIG, or create ./callgate.toml "
+            "(see examples/callgate.toml)"
+        )
+    return load_config(path)
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    return args.at or datetime.now(UTC)
+
+
+def _number(text: str | None, option: str = "--to") -> str:
+    if not text:
+        raise UsageError(f"{option} NUMBER is required here")
+    number = parse_number(text)
+    if number.kind is not Kind.VALID or number.e164 is None:
+        raise UsageError(f"{option}: {text!r} is not a valid phone number")
+    return number.e164
+
+
+def _company_id(config: Config, given: str | None) -> str:
+    company = config.company(given)
+    if company is None:
+        known = ", ".join(config.companies) or "none configured"
+        if given is None:
+            raise UsageError(f"--company is required (known companies: {known})")
+        raise UsageError(f"--company: unknown company {given!r} (known: {known})")
+    return company.id
+
+
+def _print_records(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        print("(none)")
+        return
+    for row in rows:
+        print("  ".join(_cell(row[column]) for column in columns))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 18 and value[4:5] == "-" and value[10:11] == "T":
+        return local_text(datetime.fromisoformat(value))
+    return "-" if value is None else str(value)
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def _check(args: argparse.Namespace, config: Config, store: Store) -> int:
+    request = CallRequest(
+        caller=args.caller,
+        callee=args.callee,
+        company=args.company,
+        purpose=Purpose(args.purpose) if args.purpose else None,
+        campaign=args.campaign,
+        dept=args.dept,
+    )
+    now = _now(args)
+    try:
+        decision = await check_call(store, config, request, now, record=args.record)
+    except StoreError as error:
+        decision = gate_error(request, now, str(error))  # fail closed
+    if args.json:
+        print(json.dumps(decision_json(decision), ensure_ascii=False))
+    else:
+        print(render_decision(decision))
+    return EXIT_OK if decision.allowed else EXIT_REJECT
+
+
+async def _consent(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.action == "list":
+        company = _company_id(config, args.company) if args.company else None
+        callee = _number(args.callee) if args.callee else None
+        records = await store.consents(company, callee)
+        _print_records(
+            [consent_json(r) for r in records], args.json,
+            ("id", "callee", "company", "scope", "given_at", "expires_at", "revoked_at", "source"),
+        )  # fmt: skip
+        return EXIT_OK
+    callee, company, at = _number(args.callee), _company_id(config, args.company), _now(args)
+    if args.action == "add":
+        if args.expires is not None and args.expires <= at:
+            raise UsageError("--expires must be later than the consent itself (--at)")
+        scope = ConsentScope(args.scope or ConsentScope.PROSPECTING)
+        consent = Consent(scope, at, args.expires, None, args.source, args.proof)
+        record_id = await store.add_consent(company, callee, consent)
+        print(
+            f"consent {record_id}: {callee} consents to {company} ({scope}) from {local_text(at)}"
+        )
+        return EXIT_OK
+    scope = ConsentScope(args.scope) if args.scope else None
+    count = await store.revoke_consents(company, callee, scope, at)
+    print(f"revoked {count} consent(s) of {callee} to {company} at {local_text(at)}")
+    return EXIT_OK
+
+
+async def _contract(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.action == "list":
+        company = _company_id(config, args.company) if args.company else None
+        callee = _number(args.callee) if args.callee else None
+        records = await store.contracts(company, callee)
+        _print_records(
+            [contract_json(r) for r in records], args.json,
+            ("id", "callee", "company", "start", "end"),
+        )  # fmt: skip
+        return EXIT_OK
+    callee, company, at = _number(args.callee), _company_id(config, args.company), _now(args)
+    if args.action == "add":
+        if args.until is not None and args.until <= at:
+            raise UsageError("--until must be later than the contract's start (--at)")
+        record_id = await store.add_contract(company, callee, Contract(at, args.until))
+        print(f"contract {record_id}: {company} with {callee} from {local_text(at)}"
+              f" until {local_text(args.until) if args.until else 'further notice'}")  # fmt: skip
+        return EXIT_OK
+    count = await store.end_contracts(company, callee, at)
+    print(f"ended {count} contract(s) of {company} with {callee} at {local_text(at)}")
+    return EXIT_OK
+
+
+async def _optout(args: argparse.Namespace, config: Config, store: Store) -> int:
+    company = _company_id(config, args.company) if args.company else None
+    at = _now(args)
+    if args.action == "import":
+        return await _optout_import(args, company, store, at)
+    if args.file:
+        raise UsageError(f"optout {args.action} takes --to NUMBER, not a file")
+    if args.action == "list":
+        callee = _number(args.callee) if args.callee else None
+        rows = [opposition_json(r) async for r in store.oppositions(callee, company)]
+        _print_records(
+            rows, args.json, ("id", "callee", "company", "source", "added_at", "removed_at")
+        )
+        return EXIT_OK
+    callee = _number(args.callee)
+    if args.action == "add":
+        source = args.source or "internal"
+        added = await store.add_oppositions([callee], company, source, at)
+        target = company or "every company"
+        print(f"{callee} opposed to calls from {target} ({source})"
+              + ("" if added else ": already listed"))  # fmt: skip
+        return EXIT_OK
+    count = await store.remove_oppositions(callee, company, at)
+    print(f"removed {count} opposition entr{'y' if count == 1 else 'ies'} for {callee}")
+    return EXIT_OK
+
+
+async def _optout_import(
+    args: argparse.Namespace, company: str | None, store: Store, at: datetime
+) -> int:
+    if not args.file:
+        raise UsageError("optout import needs a FILE (a CSV or one number per line; - for stdin)")
+    stats = ImportStats()
+    started = time.monotonic()
+    progress = _Progress(stats, started)
+    source = args.source or "bloctel"
+    with _open_text(args.file) as handle:
+        numbers = progress.watch(read_numbers(handle, stats))
+        added = await store.add_oppositions(numbers, company, source, at)
+    progress.done()
+    elapsed = time.monotonic() - started
+    print(
+        f"imported {args.file}: {stats.lines:,} lines, {stats.numbers:,} numbers, "
+        f"{added:,} new entries, {stats.numbers - added:,} already listed, "
+        f"{stats.rejected:,} rejected, in {elapsed:.1f} s"
+    )
+    for line_number, text in stats.first_rejected:
+        print(f"  line {line_number}: not a valid number: {text!r}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _open_text(name: str) -> AbstractContextManager[TextIO]:
+    if name == "-":
+        return nullcontext(sys.stdin)
+    try:
+        # Bloctel files are not always UTF-8; numbers are ASCII either way.
+        return Path(name).open(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise UsageError(f"{name}: {error.strerror}") from None
+
+
+class _Progress:
+    """A line on stderr every second or so, while a big file goes in."""
+
+    def __init__(self, stats: ImportStats, started: float) -> None:
+        self._stats, self._started, self._last = stats, started, started
+        self._shown = False
+
+    def watch(self, numbers: Any) -> Any:
+        for number in numbers:
+            now = time.monotonic()
+            if now - self._last >= 1.0:
+                self._last, self._shown = now, True
+                rate = self._stats.lines / (now - self._started)
+                print(f"  {self._stats.lines:,} lines read ({rate:,.0f}/s)...", file=sys.stderr)
+            yield number
+
+    def done(self) -> None:
+        if self._shown:
+            print(f"  {self._stats.lines:,} lines read", file=sys.stderr)
+
+
+async def _outcome(args: argparse.Namespace, config: Config, store: Store) -> int:
+    callee, company, at = _number(args.callee), _company_id(config, args.company), _now(args)
+    record_id = await store.add_refusal(company, callee, at, "cli")
+    print(f"refusal {record_id}: {callee} refused {company} at {local_text(at)}")
+    return EXIT_OK
+
+
+async def _db(args: argparse.Namespace, config: Config, store: Store) -> int:
+    # Opening the store has already migrated it; say where it stands.
+    print(f"store is at schema version {await store.migrate()}")
+    return EXIT_OK

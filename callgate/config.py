@@ -1,0 +1,240 @@
+"""The TOML configuration: loaded once, validated whole, every error naming its key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from callgate.model import Purpose
+from callgate.numbering import DEFAULT_NPV_PREFIXES, Kind, Territory, parse_number
+
+__all__ = [
+    "DEFAULT_EMERGENCY_NUMBERS",
+    "Company",
+    "Config",
+    "ConfigError",
+    "RuleSettings",
+    "find_config_file",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_EMERGENCY_NUMBERS = frozenset(
+    {"15", "17", "18", "112", "114", "115", "116000", "119", "191", "196", "197"}
+)
+SEARCH_PATHS = (Path("callgate.toml"), Path("/etc/callgate/callgate.toml"))
+DEFAULT_STORE = "sqlite:///callgate.db"
+
+
+class ConfigError(Exception):
+    """A configuration that must not start: the message names the key and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    id: str
+    name: str
+    sector: str | None = None
+    numbers: tuple[str, ...] = ()  # normalised: E.164, or a short code such as 3010
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    pack: str = "fr"
+    default_purpose: Purpose = Purpose.PROSPECTING
+    strict_holidays: bool = True
+    refusal_cooldown_days: int = 60
+    consent_max_age_days: int = 365
+    allow_foreign: bool = False
+    npv_prefixes: Mapping[str, frozenset[Territory]] = field(
+        default_factory=lambda: MappingProxyType(dict(DEFAULT_NPV_PREFIXES))
+    )
+    emergency_numbers: frozenset[str] = DEFAULT_EMERGENCY_NUMBERS
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    store_url: str = DEFAULT_STORE
+    rules: RuleSettings = field(default_factory=RuleSettings)
+    companies: Mapping[str, Company] = field(default_factory=lambda: MappingProxyType({}))
+    sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source: str | None = None
+
+    def company(self, company_id: str | None) -> Company | None:
+        """The named company; with no name, the only company when there is just one."""
+        if company_id is None:
+            return next(iter(self.companies.values())) if len(self.companies) == 1 else None
+        return self.companies.get(company_id)
+
+
+# Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
+_SERVICE_SECTIONS = ("ari", "agi", "api", "log")
+_KNOWN_TOP = {"store", "rules", "companies", *_SERVICE_SECTIONS}
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    """--config, then $CALLGATE_CONFIG, then ./callgate.toml, then /etc/callgate."""
+    chosen = explicit or os.environ.get("CALLGATE_CONFIG")
+    if chosen:
+        return Path(chosen)
+    return next((path for path in SEARCH_PATHS if path.is_file()), None)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    try:
+        return parse_config(data, source=str(path))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
+    _no_unknown_keys(data, _KNOWN_TOP, "")
+    store = _table(data, "store")
+    _no_unknown_keys(store, {"url"}, "store.")
+    store_url = _get(store, "url", str, "store.", DEFAULT_STORE)
+    companies = _companies(data.get("companies", []))
+    sections = {name: _table(data, name) for name in _SERVICE_SECTIONS if name in data}
+    return Config(
+        store_url=store_url,
+        rules=_rules(_table(data, "rules")),
+        companies=MappingProxyType(companies),
+        sections=MappingProxyType(sections),
+        source=source,
+    )
+
+
+def _rules(table: Mapping[str, Any]) -> RuleSettings:
+    p = "rules."
+    _no_unknown_keys(
+        table,
+        {
+            "pack", "default_purpose", "strict_holidays", "refusal_cooldown_days",
+            "consent_max_age_days", "allow_foreign", "npv_prefixes", "emergency_numbers",
+        },
+        p,
+    )  # fmt: skip
+    pack = _get(table, "pack", str, p, "fr")
+    if pack != "fr":
+        raise ConfigError(f"rules.pack: unknown rule pack {pack!r} (known: fr)")
+    purpose = _get(table, "default_purpose", str, p, Purpose.PROSPECTING.value)
+    if purpose not in Purpose._value2member_map_:
+        raise ConfigError(f"rules.default_purpose: {purpose!r} is not one of {', '.join(Purpose)}")
+    settings = RuleSettings(
+        pack=pack,
+        default_purpose=Purpose(purpose),
+        strict_holidays=_get(table, "strict_holidays", bool, p, True),
+        refusal_cooldown_days=_days(table, "refusal_cooldown_days", 60),
+        consent_max_age_days=_days(table, "consent_max_age_days", 365),
+        allow_foreign=_get(table, "allow_foreign", bool, p, False),
+    )
+    if "npv_prefixes" in table:
+        settings = replace(settings, npv_prefixes=_npv(table["npv_prefixes"]))
+    if "emergency_numbers" in table:
+        extra = _get(table, "emergency_numbers", list, p, [])
+        for index, number in enumerate(extra):
+            if not isinstance(number, str) or not number.isdigit():
+                raise ConfigError(f"rules.emergency_numbers[{index}]: expected a string of digits")
+        settings = replace(settings, emergency_numbers=DEFAULT_EMERGENCY_NUMBERS | set(extra))
+    return settings
+
+
+def _npv(value: Any) -> Mapping[str, frozenset[Territory]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError('rules.npv_prefixes: expected a table such as {"0948" = ["FR-MET"]}')
+    table: dict[str, frozenset[Territory]] = {}
+    for prefix, territories in value.items():
+        key = f"rules.npv_prefixes.{prefix}"
+        if not (prefix.isdigit() and prefix.startswith("0") and 3 <= len(prefix) <= 6):
+            raise ConfigError(f"{key}: expected a national prefix such as 0948")
+        if not isinstance(territories, list) or not territories:
+            raise ConfigError(f'{key}: expected a list of territories such as ["FR-MET"]')
+        try:
+            table[prefix] = frozenset(Territory(t) for t in territories)
+        except ValueError:
+            known = ", ".join(Territory)
+            raise ConfigError(
+                f"{key}: unknown territory in {territories} (known: {known})"
+            ) from None
+    return MappingProxyType(table)
+
+
+def _days(table: Mapping[str, Any], key: str, default: int) -> int:
+    value = _get(table, key, int, "rules.", default)
+    if value < 0:
+        raise ConfigError(f"rules.{key}: must be zero or more days, not {value}")
+    return value
+
+
+def _companies(value: Any) -> dict[str, Company]:
+    if not isinstance(value, list):
+        raise ConfigError("companies: expected [[companies]] tables")
+    companies: dict[str, Company] = {}
+    for index, table in enumerate(value):
+        p = f"companies[{index}]."
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"companies[{index}]: expected a table")
+        _no_unknown_keys(table, {"id", "name", "sector", "numbers"}, p)
+        company_id = _get(table, "id", str, p, None)
+        if not company_id:
+            raise ConfigError(f"{p}id: missing; every company needs an id")
+        if company_id in companies:
+            raise ConfigError(f"{p}id: duplicate company id {company_id!r}")
+        sector = _get(table, "sector", str, p, None)
+        numbers = []
+        for n, raw in enumerate(_get(table, "numbers", list, p, [])):
+            parsed = parse_number(raw) if isinstance(raw, str) else None
+            if parsed is None or parsed.kind not in (Kind.VALID, Kind.SHORT):
+                raise ConfigError(f"{p}numbers[{n}]: {raw!r} is not a valid phone number")
+            numbers.append(parsed.display)
+        companies[company_id] = Company(
+            id=company_id,
+            name=_get(table, "name", str, p, company_id),
+            sector=sector,
+            numbers=tuple(dict.fromkeys(numbers)),
+        )
+    return companies
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a table [{key}]")
+    return value
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type, prefix: str, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    # bool is an int in Python; a config saying `refusal_cooldown_days = true` is an error.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{prefix}{key}: expected {_KIND_NAMES.get(kind, kind.__name__)}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
+
+
+def _no_unknown_keys(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                f"{prefix}{key}: unknown key (known here: {', '.join(sorted(known))})"
+            )

@@ -1,0 +1,252 @@
+"""Numbers as a French PBX hands them over: normalised, placed and classified.
+
+A dialplan gives us whatever the agent's phone or the dialer sent: national format,
+``+33``, ``0033``, overseas national prefixes, ``anonymous``, or junk. ``parse_number``
+turns it into a :class:`Number` that says what it is, and never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import PhoneNumber
+
+__all__ = [
+    "DEFAULT_NPV_PREFIXES",
+    "Category",
+    "Kind",
+    "Number",
+    "Territory",
+    "classify",
+    "npv_territories",
+    "parse_number",
+]
+
+
+class Territory(StrEnum):
+    """Callee territories of RULES-FR §2.1; each has one time zone and one calendar."""
+
+    MET = "FR-MET"
+    GP = "FR-GP"  # Guadeloupe, Saint-Martin, Saint-Barthélemy share the +590 plan
+    GF = "FR-GF"
+    MQ = "FR-MQ"
+    RE = "FR-RE"
+    YT = "FR-YT"
+    PM = "FR-PM"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _ZONES[self]
+
+
+_ZONES = {
+    Territory.MET: ZoneInfo("Europe/Paris"),
+    Territory.GP: ZoneInfo("America/Guadeloupe"),
+    Territory.GF: ZoneInfo("America/Cayenne"),
+    Territory.MQ: ZoneInfo("America/Martinique"),
+    Territory.RE: ZoneInfo("Indian/Reunion"),
+    Territory.YT: ZoneInfo("Indian/Mayotte"),
+    Territory.PM: ZoneInfo("America/Miquelon"),
+}
+
+
+class Kind(StrEnum):
+    MISSING = "missing"  # masked, empty, anonymous...
+    INVALID = "invalid"  # unparseable, or not a number of any plan
+    SHORT = "short"  # a short code such as 112, 3949 or 118712
+    VALID = "valid"  # a valid E.164 number
+
+
+class Category(StrEnum):
+    MOBILE = "mobile"
+    GEOGRAPHIC = "geographic"
+    NPV_METRO = "npv_metro"
+    NPV_OVERSEAS = "npv_overseas"
+    PREMIUM_089 = "premium_089"
+    DIRECTORY_118 = "directory_118"
+    SHORT = "short"
+    OTHER = "other"  # other 08 and 09 numbers, foreign numbers
+    NONE = "none"  # missing or invalid
+
+
+# National prefixes of the overseas departments: dialled from a French PBX they look
+# like metropolitan numbers, but they belong to their own country codes (RULES-FR §2.1).
+_OVERSEAS_NATIONAL = {
+    "0590": ("590", Territory.GP),
+    "0690": ("590", Territory.GP),
+    "0691": ("590", Territory.GP),
+    "0594": ("594", Territory.GF),
+    "0694": ("594", Territory.GF),
+    "0596": ("596", Territory.MQ),
+    "0696": ("596", Territory.MQ),
+    "0697": ("596", Territory.MQ),
+    "0262": ("262", Territory.RE),
+    "0263": ("262", Territory.RE),
+    "0692": ("262", Territory.RE),
+    "0693": ("262", Territory.RE),
+    "0269": ("262", Territory.YT),
+    "0639": ("262", Territory.YT),
+}
+
+_COUNTRY_TERRITORY = {
+    "33": Territory.MET,
+    "590": Territory.GP,
+    "594": Territory.GF,
+    "596": Territory.MQ,
+    "508": Territory.PM,
+}
+
+# ARCEP decision 2022-1583: numéros polyvalents vérifiés reserved for solicitation.
+DEFAULT_NPV_PREFIXES: dict[str, frozenset[Territory]] = {
+    **{
+        p: frozenset({Territory.MET})
+        for p in (
+            "0162", "0163", "0270", "0271", "0377", "0378",
+            "0424", "0425", "0568", "0569", "0948", "0949",
+        )
+    },
+    "09475": frozenset({Territory.GP}),
+    "09476": frozenset({Territory.GF}),
+    "09477": frozenset({Territory.MQ}),
+    "09478": frozenset({Territory.RE, Territory.YT}),
+    "09479": frozenset({Territory.RE, Territory.YT}),
+}  # fmt: skip
+
+_MISSING_WORDS = frozenset(
+    {"", "anonymous", "unknown", "restricted", "private", "unavailable", "withheld", "masked"}
+)
+_SEPARATORS = re.compile(r"[\s.\-()/]")
+_DIGITS = re.compile(r"\+?\d+")
+_FRENCH_E164 = re.compile(r"(33|590|594|596|262|508)(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A number as understood: what it is, where it belongs, how France dials it."""
+
+    raw: str
+    kind: Kind
+    e164: str | None = None  # "+33612345678"; None unless VALID
+    region: str | None = None  # ISO region of the plan: FR, GP, RE, BE...
+    territory: Territory | None = None  # None unless a French territory of §2.1
+    national: str | None = None  # French national form "0612345678", or the short code
+    mobile: bool = False
+
+    @property
+    def is_french(self) -> bool:
+        return self.territory is not None
+
+    @property
+    def display(self) -> str:
+        return self.e164 or self.national or self.raw
+
+
+@lru_cache(maxsize=65536)
+def parse_number(raw: str | None) -> Number:
+    """Normalise whatever a dialplan or a file hands over. Never raises."""
+    text = _SEPARATORS.sub("", (raw or "").strip())
+    if text.lower() in _MISSING_WORDS:
+        return Number(raw or "", Kind.MISSING)
+    if not _DIGITS.fullmatch(text):
+        return Number(raw, Kind.INVALID)
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if text.startswith("+"):
+        return _from_international(raw, text[1:])
+    if text.startswith("0") and len(text) == 10:
+        return _from_national(raw, text)
+    if not text.startswith("0") and 2 <= len(text) <= 6:
+        return Number(raw, Kind.SHORT, national=text)
+    return Number(raw, Kind.INVALID)
+
+
+def _from_national(raw: str, text: str) -> Number:
+    country, _ = _OVERSEAS_NATIONAL.get(text[:4], ("33", None))
+    nsn = text[1:]
+    return _validated(raw, PhoneNumber(country_code=int(country), national_number=int(nsn)))
+
+
+def _from_international(raw: str, digits: str) -> Number:
+    match = _FRENCH_E164.fullmatch(digits)
+    if match:
+        country, nsn = match.groups()
+        if nsn.startswith("0"):
+            return Number(raw, Kind.INVALID)
+        return _validated(raw, PhoneNumber(country_code=int(country), national_number=int(nsn)))
+    try:
+        parsed = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return Number(raw, Kind.INVALID)
+    return _validated(raw, parsed)
+
+
+def _validated(raw: str, parsed: PhoneNumber) -> Number:
+    if not phonenumbers.is_valid_number(parsed):
+        return Number(raw, Kind.INVALID)
+    country = str(parsed.country_code)
+    nsn = str(parsed.national_number)
+    territory = _territory(country, nsn)
+    national = "0" + nsn if territory is not None and country != "508" else None
+    if country == "33":
+        # One region, and ARCEP's plan gives mobiles all of 06/07: skip two metadata scans.
+        region, mobile = "FR", nsn[0] in "67"
+    else:
+        region = phonenumbers.region_code_for_number(parsed)
+        mobile = phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.MOBILE
+    return Number(raw, Kind.VALID, f"+{country}{nsn}", region, territory, national, mobile)
+
+
+def _territory(country: str, nsn: str) -> Territory | None:
+    if country == "262":
+        return Territory.YT if nsn[:3] in ("269", "639") else Territory.RE
+    territory = _COUNTRY_TERRITORY.get(country)
+    if territory is Territory.MET:
+        # A +33 number in an overseas national range is not a metropolitan number.
+        mapped = _OVERSEAS_NATIONAL.get("0" + nsn[:3])
+        return None if mapped else Territory.MET
+    return territory
+
+
+def npv_territories(
+    number: Number, prefixes: dict[str, frozenset[Territory]] = DEFAULT_NPV_PREFIXES
+) -> frozenset[Territory]:
+    """Territories an NPV serves (ARCEP 2022-1583); empty when the number is no NPV."""
+    if number.national is None or number.region != "FR":
+        return frozenset()
+    for length in (5, 4):
+        found = prefixes.get(number.national[:length])
+        if found:
+            return found
+    return frozenset()
+
+
+def classify(
+    number: Number, prefixes: dict[str, frozenset[Territory]] = DEFAULT_NPV_PREFIXES
+) -> Category:
+    """The category of RULES-FR §1 a number falls in."""
+    if number.kind is Kind.SHORT:
+        return Category.DIRECTORY_118 if _is_118(number.national) else Category.SHORT
+    if number.kind is not Kind.VALID:
+        return Category.NONE
+    if number.territory is None:
+        return Category.OTHER
+    npv = npv_territories(number, prefixes)
+    if npv:
+        return Category.NPV_METRO if Territory.MET in npv else Category.NPV_OVERSEAS
+    if number.mobile or (number.national or "").startswith(("06", "07")):
+        return Category.MOBILE
+    national = number.national or ""
+    if national.startswith("089"):
+        return Category.PREMIUM_089
+    if national[:2] in ("01", "02", "03", "04", "05") or number.territory is Territory.PM:
+        return Category.GEOGRAPHIC
+    return Category.OTHER
+
+
+def _is_118(code: str | None) -> bool:
+    return code is not None and len(code) == 6 and code.startswith("118")

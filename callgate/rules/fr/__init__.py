@@ -1,0 +1,101 @@
+"""The French rule pack (RULES-FR.md): decree 2022-1313, ARCEP's plan, the 2026 opt-in law."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from callgate.config import Config, RuleSettings
+from callgate.model import CallRequest, Facts, Reason
+from callgate.numbering import Number, parse_number
+from callgate.rules.fr.caller_id import caller_id_outcome
+from callgate.rules.fr.cap import CAP_DAYS, thirty_day_cap
+from callgate.rules.fr.consent import prospecting_consent
+from callgate.rules.fr.context import Context
+from callgate.rules.fr.contract import contract_in_progress
+from callgate.rules.fr.cooldown import refusal_cooldown
+from callgate.rules.fr.destination import destination_in_scope, is_emergency
+from callgate.rules.fr.hours import calling_hours
+from callgate.rules.fr.opposition import opposition_listed
+from callgate.rules.fr.rulesets import ruleset_for
+from callgate.rules.fr.sector import sector_ban
+
+__all__ = ["PACK", "FrenchEvaluation", "FrenchPack"]
+
+_PARIS = ZoneInfo("Europe/Paris")
+
+# Rules of §2-§4, for solicitation calls to a French callee, in the order they are listed.
+SOLICITATION_RULES: tuple[Callable[[Context], Reason | None], ...] = (
+    calling_hours,
+    thirty_day_cap,
+    refusal_cooldown,
+    sector_ban,
+    opposition_listed,
+    prospecting_consent,
+    contract_in_progress,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FrenchEvaluation:
+    caller_out: str | None
+    callee: str | None
+    territory: str | None
+    ruleset: str
+    reasons: tuple[Reason, ...]
+
+
+class FrenchPack:
+    name = "fr"
+
+    def history_days(self, settings: RuleSettings) -> int:
+        """How far back the facts must reach: the cap window or the cool-down, plus the
+        widest UTC offset between a callee's local dates and UTC."""
+        return max(CAP_DAYS, settings.refusal_cooldown_days + 1) + 2
+
+    def evaluate(
+        self, request: CallRequest, facts: Facts, now: datetime, config: Config
+    ) -> FrenchEvaluation:
+        settings = config.rules
+        callee = parse_number(request.callee)
+        zone = callee.territory.zone if callee.territory else _PARIS
+        ruleset = ruleset_for(now.astimezone(zone).date())
+        territory = callee.territory.value if callee.territory else callee.region
+        if is_emergency(callee, settings):
+            emergency = Reason("EMERGENCY", "emergency number: never held", blocking=False)
+            return FrenchEvaluation(request.caller, callee.display, None, ruleset, (emergency,))
+
+        purpose = request.purpose or settings.default_purpose
+        company = config.company(request.company)
+        caller = parse_number(request.caller)
+        reasons: list[Reason] = []
+        if company is None:
+            reasons.append(_unknown_company(request, config))
+        outcome = caller_id_outcome(
+            caller, purpose, company, _callee_key(callee),
+            callee.territory, settings.npv_prefixes,
+        )  # fmt: skip
+        reasons.extend(outcome.reasons)
+        destination = destination_in_scope(callee, settings)
+        if destination is not None:
+            reasons.append(destination)
+        elif callee.is_french and purpose.is_solicitation:
+            ctx = Context(request, purpose, caller, callee, company, facts, now, settings, ruleset)
+            reasons.extend(reason for rule in SOLICITATION_RULES if (reason := rule(ctx)))
+        return FrenchEvaluation(outcome.caller_out, callee.e164, territory, ruleset, tuple(reasons))
+
+
+def _callee_key(callee: Number) -> str:
+    return callee.e164 or callee.raw
+
+
+def _unknown_company(request: CallRequest, config: Config) -> Reason:
+    if request.company is None:
+        known = ", ".join(config.companies) or "none configured"
+        return Reason("UNKNOWN_COMPANY", f"no company given and no single default ({known})")
+    return Reason("UNKNOWN_COMPANY", f"company {request.company!r} is not in the configuration")
+
+
+PACK = FrenchPack()

@@ -1,0 +1,36 @@
+"""RULES-FR §3.1: at most 4 calls to one callee in any 30 calendar days."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from callgate.calendar import local_midnight
+from callgate.model import Reason
+from callgate.rules.fr.context import Context
+
+__all__ = ["CAP_CALLS", "CAP_DAYS", "thirty_day_cap"]
+
+CAP_CALLS = 4
+CAP_DAYS = 30
+
+
+def thirty_day_cap(ctx: Context) -> Reason | None:
+    """C. consom. D223-9: no more than 4 calls by a company to a callee per 30 days."""
+    zone = ctx.territory.zone
+    today = ctx.local_today
+    first_day = today - timedelta(days=CAP_DAYS - 1)
+    days = sorted(
+        day
+        for attempt in ctx.facts.attempts
+        if attempt.purpose.is_solicitation and attempt.at <= ctx.now
+        if first_day <= (day := attempt.at.astimezone(zone).date()) <= today
+    )
+    if len(days) < CAP_CALLS:
+        return None
+    # Once the (n-3)th call leaves the 30-day window, only 3 remain and a 4th may be made.
+    lifts = local_midnight(days[len(days) - CAP_CALLS] + timedelta(days=CAP_DAYS), ctx.territory)
+    return Reason(
+        "CAP_30_DAYS",
+        f"{len(days)} calls to this callee since {first_day:%Y-%m-%d} (limit {CAP_CALLS})",
+        lifts_at=lifts,
+    )

@@ -1,0 +1,47 @@
+"""Stores: where attempts, refusals, consents, contracts, opposition and decisions live.
+
+``open_store(url)`` picks the backend from the URL: a path or ``sqlite:///file.db``
+(the embedded default); ``postgresql://`` is reserved for the shared backend.
+"""
+
+from __future__ import annotations
+
+from callgate.store.base import (
+    ConsentRecord,
+    ContractRecord,
+    OppositionRecord,
+    Store,
+    StoreError,
+)
+
+__all__ = [
+    "ConsentRecord",
+    "ContractRecord",
+    "OppositionRecord",
+    "Store",
+    "StoreError",
+    "open_store",
+    "sqlite_path",
+]
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite URL or plain path names; None for another scheme."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :] or None
+    if url.startswith("sqlite://"):
+        return None
+    if "://" in url:
+        return None
+    return url
+
+
+async def open_store(url: str) -> Store:
+    path = sqlite_path(url)
+    if path is not None:
+        from callgate.store.sqlite import SqliteStore
+
+        return await SqliteStore.open(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise StoreError("the PostgreSQL store is not available in this version; use SQLite")
+    raise StoreError(f"unsupported store URL {url!r}: use a file path or sqlite:///file.db")

@@ -1,0 +1,367 @@
+"""The embedded store: one SQLite file in WAL mode, through aiosqlite.
+
+Several processes may share the file (a gate, the CLI, the API): the check and the
+recording of an attempt run under ``BEGIN IMMEDIATE``, which takes the file's write lock
+before reading, so two deciders can never both see the last free slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from callgate.model import (
+    Attempt,
+    Consent,
+    ConsentScope,
+    Contract,
+    Decision,
+    Facts,
+    Opposition,
+    Purpose,
+)
+from callgate.store.base import (
+    ConsentRecord,
+    ContractRecord,
+    Judge,
+    OppositionRecord,
+    StoreError,
+    from_micros,
+    to_micros,
+)
+
+__all__ = ["SqliteStore"]
+
+_BUSY_TIMEOUT_MS = 30_000
+_IMPORT_BATCH = 20_000
+
+# One statement, one round trip: every fact about a (company, callee) as of an instant.
+_FACTS_SQL = """
+SELECT 'a', at, NULL, NULL, purpose, NULL, NULL FROM attempts
+  WHERE company = :company AND callee = :callee AND at > :since AND at <= :now
+UNION ALL
+SELECT 'r', at, NULL, NULL, NULL, NULL, NULL FROM refusals
+  WHERE company = :company AND callee = :callee AND at > :since AND at <= :now
+UNION ALL
+SELECT 'c', given_at, expires_at, CASE WHEN revoked_at <= :now THEN revoked_at END,
+       scope, source, proof FROM consents
+  WHERE company = :company AND callee = :callee AND given_at <= :now
+UNION ALL
+SELECT 'k', start_at, end_at, NULL, NULL, NULL, NULL FROM contracts
+  WHERE company = :company AND callee = :callee AND start_at <= :now
+UNION ALL
+SELECT 'o', added_at, NULL, NULL, source, NULLIF(company, ''), NULL FROM opposition
+  WHERE callee = :callee AND company IN ('', :company) AND added_at <= :now
+    AND (removed_at IS NULL OR removed_at > :now)
+"""
+
+
+class SqliteStore:
+    def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
+        self._db = connection
+        self.path = path
+        # aiosqlite runs one connection on one thread; transactions must not interleave.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        if path != ":memory:":
+            parent = Path(path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open the store {path}: {parent} does not exist")
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+            await connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            await connection.execute("PRAGMA journal_mode = WAL")
+            await connection.execute("PRAGMA synchronous = NORMAL")
+            store = cls(connection, path)
+            await store.migrate()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the store {path}: {error}") from error
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def migrate(self) -> int:
+        """Bring the schema to the newest version; returns the version."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = await _one(self._db, "PRAGMA user_version")
+                for number, script in _migrations():
+                    if number > version:
+                        await _run_script(self._db, script)
+                        await self._db.execute(f"PRAGMA user_version = {number}")
+                        version = number
+                await self._db.execute("COMMIT")
+            except BaseException:  # cancellation too: never leave the write lock held
+                await self._db.execute("ROLLBACK")
+                raise
+        return version
+
+    async def facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
+        async with self._lock:
+            return await self._facts(company, callee, now, since)
+
+    async def _facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
+        params = {
+            "company": company, "callee": callee,
+            "now": to_micros(now), "since": to_micros(since),
+        }  # fmt: skip
+        attempts: list[Attempt] = []
+        refusals: list[datetime] = []
+        consents: list[Consent] = []
+        contracts: list[Contract] = []
+        oppositions: list[Opposition] = []
+        async with self._db.execute(_FACTS_SQL, params) as cursor:
+            async for kind, t1, t2, t3, s1, s2, s3 in cursor:
+                at = from_micros(t1)
+                assert at is not None
+                if kind == "a":
+                    attempts.append(Attempt(at, Purpose(s1)))
+                elif kind == "r":
+                    refusals.append(at)
+                elif kind == "c":
+                    consents.append(
+                        Consent(ConsentScope(s1), at, from_micros(t2), from_micros(t3), s2, s3)
+                    )
+                elif kind == "k":
+                    contracts.append(Contract(at, from_micros(t2)))
+                else:
+                    oppositions.append(Opposition(s1, at, s2))
+        return Facts(
+            tuple(attempts), tuple(refusals), tuple(consents), tuple(contracts),
+            tuple(oppositions),
+        )  # fmt: skip
+
+    async def decide(
+        self,
+        company: str,
+        callee: str,
+        now: datetime,
+        since: datetime,
+        judge: Judge,
+        *,
+        record: bool,
+    ) -> Decision:
+        async with self._lock:
+            if not record:
+                return judge(await self._facts(company, callee, now, since))
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                decision = judge(await self._facts(company, callee, now, since))
+                await self._record(company, callee, now, decision)
+                await self._db.execute("COMMIT")
+            except BaseException:  # cancellation too: never leave the write lock held
+                await self._db.execute("ROLLBACK")
+                raise
+            return decision
+
+    async def _record(self, company: str, callee: str, now: datetime, decision: Decision) -> None:
+        at = to_micros(now)
+        if decision.allowed:
+            await self._db.execute(
+                "INSERT INTO attempts (company, callee, at, purpose, decision_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (company, callee, at, decision.purpose.value, decision.decision_id),
+            )
+        reasons = [
+            {"code": r.code, "message": r.message, "blocking": r.blocking} for r in decision.reasons
+        ]
+        await self._db.execute(
+            "INSERT INTO decisions (id, at, company, campaign, purpose, caller_in, caller_out,"
+            " callee, territory, verdict, reasons, retry_after, ruleset)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                decision.decision_id, at, decision.company, decision.campaign,
+                decision.purpose.value, decision.caller_in, decision.caller_out,
+                decision.callee, decision.territory, decision.verdict.value,
+                json.dumps(reasons, ensure_ascii=False),
+                decision.retry_after.isoformat() if decision.retry_after else None,
+                decision.ruleset,
+            ),
+        )  # fmt: skip
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        """One statement in its own transaction; returns the new row id or the row count."""
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            result = cursor.lastrowid if sql.lstrip().startswith("INSERT") else cursor.rowcount
+            await cursor.close()
+            return int(result or 0)
+
+    async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int:
+        return await self._write(
+            "INSERT INTO refusals (company, callee, at, source) VALUES (?, ?, ?, ?)",
+            (company, callee, to_micros(at), source),
+        )
+
+    async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
+        return await self._write(
+            "INSERT INTO consents (company, callee, scope, given_at, expires_at, source, proof)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                company, callee, consent.scope.value, to_micros(consent.given_at),
+                to_micros(consent.expires_at) if consent.expires_at else None,
+                consent.source, consent.proof,
+            ),
+        )  # fmt: skip
+
+    async def revoke_consents(
+        self, company: str, callee: str, scope: ConsentScope | None, at: datetime
+    ) -> int:
+        return await self._write(
+            "UPDATE consents SET revoked_at = ? WHERE company = ? AND callee = ?"
+            " AND revoked_at IS NULL AND given_at <= ? AND (? IS NULL OR scope = ?)",
+            (to_micros(at), company, callee, to_micros(at), _value(scope), _value(scope)),
+        )
+
+    async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]:
+        rows = await self._select(
+            "SELECT id, company, callee, scope, given_at, expires_at, revoked_at, source, proof"
+            " FROM consents WHERE (:company IS NULL OR company = :company)"
+            " AND (:callee IS NULL OR callee = :callee) ORDER BY given_at, id",
+            {"company": company, "callee": callee},
+        )
+        return [
+            ConsentRecord(
+                row[0], row[1], row[2],
+                Consent(
+                    ConsentScope(row[3]), _at(row[4]), from_micros(row[5]),
+                    from_micros(row[6]), row[7], row[8],
+                ),
+            )
+            for row in rows
+        ]  # fmt: skip
+
+    async def add_contract(self, company: str, callee: str, contract: Contract) -> int:
+        return await self._write(
+            "INSERT INTO contracts (company, callee, start_at, end_at) VALUES (?, ?, ?, ?)",
+            (
+                company, callee, to_micros(contract.start),
+                to_micros(contract.end) if contract.end else None,
+            ),
+        )  # fmt: skip
+
+    async def end_contracts(self, company: str, callee: str, at: datetime) -> int:
+        micros = to_micros(at)
+        return await self._write(
+            "UPDATE contracts SET end_at = ? WHERE company = ? AND callee = ?"
+            " AND start_at <= ? AND (end_at IS NULL OR end_at > ?)",
+            (micros, company, callee, micros, micros),
+        )
+
+    async def contracts(self, company: str | None, callee: str | None) -> list[ContractRecord]:
+        rows = await self._select(
+            "SELECT id, company, callee, start_at, end_at FROM contracts"
+            " WHERE (:company IS NULL OR company = :company)"
+            " AND (:callee IS NULL OR callee = :callee) ORDER BY start_at, id",
+            {"company": company, "callee": callee},
+        )
+        return [
+            ContractRecord(row[0], row[1], row[2], Contract(_at(row[3]), from_micros(row[4])))
+            for row in rows
+        ]
+
+    async def add_oppositions(
+        self, callees: Iterable[str], company: str | None, source: str, at: datetime
+    ) -> int:
+        micros = to_micros(at)
+        rows = ((callee, company or "", source, micros) for callee in callees)
+        added = 0
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                while batch := _take(rows, _IMPORT_BATCH):
+                    before = self._db.total_changes
+                    await self._db.executemany(
+                        "INSERT OR IGNORE INTO opposition (callee, company, source, added_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        batch,
+                    )
+                    added += self._db.total_changes - before
+                await self._db.execute("COMMIT")
+            except BaseException:  # cancellation too: never leave the write lock held
+                await self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    async def remove_oppositions(self, callee: str, company: str | None, at: datetime) -> int:
+        return await self._write(
+            "UPDATE opposition SET removed_at = ? WHERE callee = ? AND company = ?"
+            " AND removed_at IS NULL",
+            (to_micros(at), callee, company or ""),
+        )
+
+    async def oppositions(
+        self, callee: str | None, company: str | None
+    ) -> AsyncIterator[OppositionRecord]:
+        rows = await self._select(
+            "SELECT id, callee, NULLIF(company, ''), source, added_at, removed_at"
+            " FROM opposition WHERE (:callee IS NULL OR callee = :callee)"
+            " AND (:company IS NULL OR company = :company) ORDER BY id",
+            {"callee": callee, "company": company},
+        )
+        for row in rows:
+            yield OppositionRecord(row[0], row[1], row[2], row[3], _at(row[4]), from_micros(row[5]))
+
+    async def _select(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("callgate.store") / "migrations" / "sqlite"
+    scripts = sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    return scripts
+
+
+async def _run_script(db: aiosqlite.Connection, script: str) -> None:
+    # executescript() would COMMIT first; run statement by statement to stay in BEGIN.
+    for statement in _statements(script):
+        await db.execute(statement)
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+
+
+async def _one(db: aiosqlite.Connection, sql: str) -> tuple[Any, ...]:
+    async with db.execute(sql) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _take(rows: Iterable[tuple[Any, ...]], size: int) -> list[tuple[Any, ...]]:
+    iterator = iter(rows)
+    batch = []
+    for row in iterator:
+        batch.append(row)
+        if len(batch) >= size:
+            break
+    return batch
+
+
+def _value(scope: ConsentScope | None) -> str | None:
+    return scope.value if scope else None
+
+
+def _at(micros: int) -> datetime:
+    at = from_micros(micros)
+    assert at is not None
+    return at
