@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from callgate.model import Purpose
-from callgate.numbering import DEFAULT_NPV_PREFIXES, Kind, Territory, parse_number
+from callgate.numbering import DEFAULT_NPV_PREFIXES, Kind, Number, Territory, parse_number
 
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
@@ -197,7 +197,7 @@ def _companies(value: Any) -> dict[str, Company]:
         numbers = []
         for n, raw in enumerate(_get(table, "numbers", list, p, [])):
             parsed = parse_number(raw) if isinstance(raw, str) else None
-            if parsed is None or parsed.kind not in (Kind.VALID, Kind.SHORT):
+            if parsed is None or not _presentable(parsed):
                 raise ConfigError(f"{p}numbers[{n}]: {raw!r} is not a valid phone number")
             numbers.append(parsed.display)
         companies[company_id] = Company(
@@ -207,6 +207,14 @@ def _companies(value: Any) -> dict[str, Company]:
             numbers=tuple(dict.fromkeys(numbers)),
         )
     return companies
+
+
+def _presentable(number: Number) -> bool:
+    """A pool may hold full numbers and 3BPQ short numbers (30PQ/31PQ are presentable)."""
+    if number.kind is Kind.SHORT:
+        code = number.national or ""
+        return len(code) == 4 and code.startswith("3")
+    return number.kind is Kind.VALID
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

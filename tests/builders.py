@@ -39,6 +39,8 @@ YT_MOBILE = "0639012345"  # Mayotte
 GF_MOBILE = "0694123456"  # Guyane
 GP_MOBILE = "0690123456"  # Guadeloupe
 
+NEW_YEAR_2026 = datetime(2026, 1, 1, tzinfo=PARIS)
+
 # A Monday in the opt-in regime, and one in the opposition regime.
 MONDAY = datetime(2026, 11, 23, 11, 0, tzinfo=PARIS)
 OLD_MONDAY = datetime(2026, 3, 2, 11, 0, tzinfo=PARIS)
@@ -65,7 +67,9 @@ def a_request(
     return CallRequest(caller, callee, company, purpose, dept=dept)
 
 
-def consented(since: datetime, scope: ConsentScope = ConsentScope.PROSPECTING, **kw: object) -> Consent:
+def consented(
+    since: datetime, scope: ConsentScope = ConsentScope.PROSPECTING, **kw: object
+) -> Consent:
     return Consent(scope, since, **kw)  # type: ignore[arg-type]
 
 
@@ -76,7 +80,7 @@ def facts(
     refusals: tuple[datetime, ...] = (),
     contracts: tuple[Contract, ...] = (),
     oppositions: tuple[Opposition, ...] = (),
-    consent_since: datetime = paris(2026, 1, 1),
+    consent_since: datetime = NEW_YEAR_2026,
 ) -> Facts:
     """Facts with a valid prospecting consent unless told otherwise."""
     if consents is None:
@@ -96,7 +100,9 @@ def judge(
     known: Facts | None = None,
     config: Config | None = None,
 ) -> Decision:
-    return decide(request or a_request(), known if known is not None else facts(), now, config or a_config())
+    return decide(
+        request or a_request(), known if known is not None else facts(), now, config or a_config()
+    )
 
 
 def codes(decision: Decision, blocking: bool = True) -> set[str]:

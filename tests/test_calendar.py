@@ -1,10 +1,10 @@
 from datetime import date, datetime
 
 import pytest
+from builders import MARTINIQUE, REUNION, paris
 
 from callgate.calendar import HolidayReading, holiday_name, next_allowed
 from callgate.numbering import Territory
-from builders import MARTINIQUE, REUNION, paris
 
 STRICT = HolidayReading(strict=True)
 LENIENT = HolidayReading(strict=False)
@@ -60,7 +60,9 @@ def test_next_allowed_inside_a_window_is_now():
 
 
 def test_next_allowed_at_lunch_is_14h():
-    assert next_allowed(paris(2026, 11, 23, 13, 0), Territory.MET, STRICT) == paris(2026, 11, 23, 14)
+    assert next_allowed(paris(2026, 11, 23, 13, 0), Territory.MET, STRICT) == paris(
+        2026, 11, 23, 14
+    )
 
 
 def test_next_allowed_after_20h_friday_is_monday_10h():

@@ -50,12 +50,16 @@ def test_overseas_time_zones():
     assert str(parse_number("0140000000").territory.zone) == "Europe/Paris"
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "anonymous", "Anonymous", "unknown", "restricted", None])
+@pytest.mark.parametrize(
+    "raw", ["", "   ", "anonymous", "Anonymous", "unknown", "restricted", None]
+)
 def test_masked_numbers_are_missing(raw):
     assert parse_number(raw).kind is Kind.MISSING
 
 
-@pytest.mark.parametrize("raw", ["abc", "06123", "061234567890", "+33", "0012", "06x2345678", "++33612345678"])
+@pytest.mark.parametrize(
+    "raw", ["abc", "06123", "061234567890", "+33", "0012", "06x2345678", "++33612345678"]
+)
 def test_junk_is_invalid_and_never_raises(raw):
     number = parse_number(raw)
     assert number.kind is Kind.INVALID

@@ -1,14 +1,16 @@
 """RULES-FR §5: emergency numbers, every reason listed, the verdict object."""
 
 import pytest
-
 from builders import MOBILE, a_config, a_request, codes, facts, judge, paris
+
 from callgate.model import Facts, Opposition, Verdict
 
 SATURDAY_NIGHT = paris(2026, 11, 28, 23, 0)
 
 
-@pytest.mark.parametrize("number", ["15", "17", "18", "112", "114", "115", "116000", "119", "191", "196", "197"])
+@pytest.mark.parametrize(
+    "number", ["15", "17", "18", "112", "114", "115", "116000", "119", "191", "196", "197"]
+)
 def test_emergency_numbers_always_pass_with_the_caller_id_untouched(number):
     decision = judge(SATURDAY_NIGHT, a_request(number, caller="anonymous", company=None), Facts())
     assert decision.verdict is Verdict.ALLOW
@@ -22,9 +24,16 @@ def test_configured_emergency_numbers():
 
 
 def test_every_blocking_reason_is_listed():
-    known = Facts(oppositions=(Opposition("bloctel", paris(2025, 1, 1)),), refusals=(paris(2026, 11, 20, 11),))
+    known = Facts(
+        oppositions=(Opposition("bloctel", paris(2025, 1, 1)),), refusals=(paris(2026, 11, 20, 11),)
+    )
     decision = judge(SATURDAY_NIGHT, a_request(caller="anonymous", company="acme"), known)
-    assert codes(decision) == {"DAY_WEEKEND", "REFUSAL_COOLDOWN", "OPPOSITION_LISTED", "CONSENT_MISSING"}
+    assert codes(decision) == {
+        "DAY_WEEKEND",
+        "REFUSAL_COOLDOWN",
+        "OPPOSITION_LISTED",
+        "CONSENT_MISSING",
+    }
     assert decision.retry_after is None
 
 

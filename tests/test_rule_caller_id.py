@@ -1,20 +1,20 @@
 """RULES-FR §1: the presented number."""
 
 import pytest
-
 from builders import (
     MARTINIQUE_NPV,
     METRO_NPV,
     MQ_MOBILE,
     PARIS_GEO,
-    REUNION_NPV,
     RE_MOBILE,
+    REUNION_NPV,
     a_config,
     a_request,
     codes,
     judge,
     paris,
 )
+
 from callgate.model import Purpose
 
 NOW = paris(2026, 11, 23, 11)
@@ -66,7 +66,9 @@ def test_rewrite_falls_back_to_any_allowed_number_of_the_pool():
 def test_overseas_npv_serves_la_reunion_and_mayotte():
     config = a_config(companies=[{"id": "acme", "numbers": [METRO_NPV, REUNION_NPV]}])
     reunion = judge(paris(2026, 11, 23, 9), a_request(RE_MOBILE, caller="anonymous"), config=config)
-    mayotte = judge(paris(2026, 11, 23, 9), a_request("0639012345", caller="anonymous"), config=config)
+    mayotte = judge(
+        paris(2026, 11, 23, 9), a_request("0639012345", caller="anonymous"), config=config
+    )
     assert reunion.caller_out == REUNION_NPV
     assert mayotte.caller_out == REUNION_NPV
 
@@ -89,7 +91,9 @@ def test_service_calls_accept_a_geographic_number_of_the_pool():
 def test_service_rewrite_never_uses_a_mobile_even_in_the_pool():
     config = a_config(companies=[{"id": "acme", "numbers": ["+33612345678", PARIS_GEO]}])
     for callee in ("0612345679", "0612345680", "0612345681", "0140000001"):
-        decision = judge(NOW, a_request(callee, caller="anonymous", purpose=Purpose.SERVICE), config=config)
+        decision = judge(
+            NOW, a_request(callee, caller="anonymous", purpose=Purpose.SERVICE), config=config
+        )
         assert decision.caller_out == PARIS_GEO
 
 
@@ -113,7 +117,10 @@ def test_sticky_choice_for_one_callee_spreads_over_callees():
     )
     first = judge(NOW, a_request("0612345678", caller="anonymous"), config=config).caller_out
     for _ in range(3):
-        assert judge(NOW, a_request("0612345678", caller="anonymous"), config=config).caller_out == first
+        assert (
+            judge(NOW, a_request("0612345678", caller="anonymous"), config=config).caller_out
+            == first
+        )
     chosen = {
         judge(NOW, a_request(f"06123456{i:02d}", caller="anonymous"), config=config).caller_out
         for i in range(40)
@@ -129,7 +136,9 @@ def test_sticky_choice_survives_removing_another_number():
         chosen = judge(NOW, a_request(callee, caller="anonymous"), config=full).caller_out
         others = [n for n in numbers if n != chosen]
         smaller = a_config(companies=[{"id": "acme", "numbers": [chosen, *others[1:]]}])
-        assert judge(NOW, a_request(callee, caller="anonymous"), config=smaller).caller_out == chosen
+        assert (
+            judge(NOW, a_request(callee, caller="anonymous"), config=smaller).caller_out == chosen
+        )
 
 
 def test_caller_id_rules_apply_to_foreign_callees_when_allowed():

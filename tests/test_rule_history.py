@@ -3,12 +3,17 @@
 from datetime import datetime
 
 import pytest
+from builders import MARTINIQUE, MQ_MOBILE, a_config, a_request, codes, days, facts, judge, paris
 
-from builders import MQ_MOBILE, MARTINIQUE, a_config, a_request, codes, days, facts, judge, paris
 from callgate.model import Attempt, Facts, Purpose
 
 # Four calls in November; the first on Monday 2 November 2026.
-FOUR_CALLS = (paris(2026, 11, 2, 11), paris(2026, 11, 3, 11), paris(2026, 11, 4, 11), paris(2026, 11, 5, 11))
+FOUR_CALLS = (
+    paris(2026, 11, 2, 11),
+    paris(2026, 11, 3, 11),
+    paris(2026, 11, 4, 11),
+    paris(2026, 11, 5, 11),
+)
 
 
 def test_three_calls_leave_room_for_a_fourth():
@@ -40,16 +45,25 @@ def test_cap_lift_is_midnight_of_the_n_minus_3th_call_plus_30_days():
 def test_cap_counts_by_callee_local_date():
     # 23:30 in Paris on 1 Nov is 18:30 on 1 Nov in Martinique; 03:00 Paris on 3 Nov is
     # 22:00 on 2 Nov there. The window is counted in the callee's calendar.
-    calls = (paris(2026, 11, 3, 3, 0), paris(2026, 11, 4, 17), paris(2026, 11, 5, 17), paris(2026, 11, 6, 17))
+    calls = (
+        paris(2026, 11, 3, 3, 0),
+        paris(2026, 11, 4, 17),
+        paris(2026, 11, 5, 17),
+        paris(2026, 11, 6, 17),
+    )
     day_29 = datetime(2026, 12, 1, 11, tzinfo=MARTINIQUE)  # 2 Nov (local) + 29
     decision = judge(day_29, a_request(MQ_MOBILE), facts(attempts=calls))
     assert codes(decision) == {"CAP_30_DAYS"}
     assert decision.retry_after == datetime(2026, 12, 2, 10, tzinfo=MARTINIQUE)
-    assert judge(datetime(2026, 12, 2, 10, tzinfo=MARTINIQUE), a_request(MQ_MOBILE), facts(attempts=calls)).allowed
+    assert judge(
+        datetime(2026, 12, 2, 10, tzinfo=MARTINIQUE), a_request(MQ_MOBILE), facts(attempts=calls)
+    ).allowed
 
 
 def test_service_calls_are_not_counted_and_not_capped():
-    known = Facts(attempts=tuple(Attempt(a, Purpose.SERVICE) for a in FOUR_CALLS), consents=facts().consents)
+    known = Facts(
+        attempts=tuple(Attempt(a, Purpose.SERVICE) for a in FOUR_CALLS), consents=facts().consents
+    )
     assert judge(paris(2026, 11, 23, 11), known=known).allowed
     capped = facts(attempts=FOUR_CALLS)
     assert judge(paris(2026, 11, 23, 11), a_request(purpose=Purpose.SERVICE), capped).allowed
@@ -105,7 +119,9 @@ def test_cooldown_days_are_configurable_and_zero_disables_it():
 def test_cooldown_applies_to_contract_and_newspaper_not_service():
     known = facts(refusals=(paris(2026, 11, 2, 15),))
     for purpose in (Purpose.NEWSPAPER,):
-        assert "REFUSAL_COOLDOWN" in codes(judge(paris(2026, 11, 23, 11), a_request(purpose=purpose), known))
+        assert "REFUSAL_COOLDOWN" in codes(
+            judge(paris(2026, 11, 23, 11), a_request(purpose=purpose), known)
+        )
     assert judge(paris(2026, 11, 23, 11), a_request(purpose=Purpose.SERVICE), known).allowed
 
 

@@ -3,7 +3,6 @@
 from datetime import datetime
 
 import pytest
-
 from builders import (
     CAYENNE,
     GF_MOBILE,
@@ -23,6 +22,7 @@ from builders import (
     judge,
     paris,
 )
+
 from callgate.model import ConsentScope, Purpose
 
 
@@ -121,19 +121,28 @@ def test_dst_retry_after_carries_the_new_offset():
 def test_out_of_hours_consent_lifts_days_and_hours():
     night = paris(2026, 11, 28, 21, 0)  # Saturday evening
     known = facts(
-        consents=(consented(paris(2026, 1, 1)), consented(paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS))
+        consents=(
+            consented(paris(2026, 1, 1)),
+            consented(paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS),
+        )
     )
     assert judge(night, known=known).allowed
 
 
 def test_out_of_hours_consent_revoked_or_expired_does_not_lift():
     night = paris(2026, 11, 23, 21, 0)
-    revoked = consented(paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS, revoked_at=paris(2026, 11, 20))
-    expired = consented(paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS, expires_at=paris(2026, 11, 23, 21))
+    revoked = consented(
+        paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS, revoked_at=paris(2026, 11, 20)
+    )
+    expired = consented(
+        paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS, expires_at=paris(2026, 11, 23, 21)
+    )
     for consent in (revoked, expired):
         known = facts(consents=(consented(paris(2026, 1, 1)), consent))
         assert codes(judge(night, known=known)) == {"HOURS_OUTSIDE"}
 
 
 def test_service_calls_ignore_hours():
-    assert judge(paris(2026, 11, 29, 23), a_request(purpose=Purpose.SERVICE), facts(consents=())).allowed
+    assert judge(
+        paris(2026, 11, 29, 23), a_request(purpose=Purpose.SERVICE), facts(consents=())
+    ).allowed

@@ -1,8 +1,8 @@
 """RULES-FR §4: opposition regime, opt-in regime, sector bans, switching on 2026-08-11."""
 
 import pytest
-
 from builders import a_config, a_request, codes, consented, days, facts, judge, paris
+
 from callgate.model import Contract, Facts, Opposition, Purpose
 
 EVE = paris(2026, 8, 10, 11)  # Monday, last day of the opposition regime
@@ -87,8 +87,12 @@ def test_opposition_regime_blocks_prospecting_only():
 def test_opt_in_regime_opposition_blocks_every_purpose_but_service():
     listed = facts(oppositions=(BLOCTEL,), contracts=(Contract(paris(2026, 1, 1)),))
     assert codes(judge(DAY_ONE, known=listed)) == {"OPPOSITION_LISTED"}
-    assert codes(judge(DAY_ONE, a_request(purpose=Purpose.CONTRACT), listed)) == {"OPPOSITION_LISTED"}
-    assert codes(judge(DAY_ONE, a_request(purpose=Purpose.NEWSPAPER), listed)) == {"OPPOSITION_LISTED"}
+    assert codes(judge(DAY_ONE, a_request(purpose=Purpose.CONTRACT), listed)) == {
+        "OPPOSITION_LISTED"
+    }
+    assert codes(judge(DAY_ONE, a_request(purpose=Purpose.NEWSPAPER), listed)) == {
+        "OPPOSITION_LISTED"
+    }
     assert judge(DAY_ONE, a_request(purpose=Purpose.SERVICE), listed).allowed
 
 

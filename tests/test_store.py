@@ -1,0 +1,165 @@
+"""The store suite: facts as of an instant, atomic check-and-record, durability."""
+
+import asyncio
+
+import pytest
+from builders import MONDAY, a_config, a_request, days, paris
+
+from callgate.gate import check_call
+from callgate.model import Consent, ConsentScope, Contract, Purpose
+from callgate.store import open_store
+
+CALLEE = "+33612345678"
+
+
+@pytest.fixture
+async def store(tmp_path):
+    opened = await open_store(str(tmp_path / "callgate.db"))
+    yield opened
+    await opened.close()
+
+
+async def test_schema_is_versioned_and_migrations_run_once(tmp_path):
+    path = str(tmp_path / "v.db")
+    first = await open_store(path)
+    assert await first.migrate() == 1
+    await first.close()
+    again = await open_store(path)
+    assert await again.migrate() == 1
+    await again.close()
+
+
+async def test_facts_come_back_as_of_the_instant(store):
+    await store.add_refusal("acme", CALLEE, paris(2026, 11, 2, 12), "test")
+    await store.add_consent(
+        "acme",
+        CALLEE,
+        Consent(ConsentScope.PROSPECTING, paris(2026, 9, 1), source="web", proof="form 1"),
+    )
+    await store.add_contract("acme", CALLEE, Contract(paris(2026, 1, 1)))
+    await store.add_oppositions([CALLEE], None, "bloctel", paris(2026, 10, 1))
+    await store.revoke_consents("acme", CALLEE, None, paris(2026, 11, 10))
+
+    before = await store.facts("acme", CALLEE, paris(2026, 10, 15), paris(2026, 9, 1))
+    assert before.refusals == ()
+    assert len(before.consents) == 1 and before.consents[0].revoked_at is None
+    assert before.consents[0].proof == "form 1"
+    assert len(before.oppositions) == 1 and before.oppositions[0].company is None
+
+    after = await store.facts("acme", CALLEE, paris(2026, 11, 20), paris(2026, 9, 1))
+    assert after.refusals == (paris(2026, 11, 2, 12),)
+    assert after.consents[0].revoked_at == paris(2026, 11, 10)
+    assert len(after.contracts) == 1
+
+    other = await store.facts("globex", CALLEE, paris(2026, 11, 20), paris(2026, 9, 1))
+    assert other.consents == () and other.refusals == () and len(other.oppositions) == 1
+
+
+async def test_facts_are_read_in_one_statement(store):
+    statements = []
+    await store._db._execute(store._db._conn.set_trace_callback, statements.append)
+    await store.facts("acme", CALLEE, MONDAY, MONDAY - days(63))
+    await store._db._execute(store._db._conn.set_trace_callback, None)
+    assert len(statements) == 1
+
+
+async def test_removed_opposition_no_longer_counts_and_stays_on_record(store):
+    await store.add_oppositions([CALLEE], "acme", "internal", paris(2026, 9, 1))
+    assert await store.remove_oppositions(CALLEE, "acme", paris(2026, 10, 1)) == 1
+    assert (await store.facts("acme", CALLEE, paris(2026, 9, 15), paris(2026, 9, 1))).oppositions
+    assert not (
+        await store.facts("acme", CALLEE, paris(2026, 10, 2), paris(2026, 9, 1))
+    ).oppositions
+    history = [entry async for entry in store.oppositions(CALLEE, "acme")]
+    assert history[0].removed_at == paris(2026, 10, 1)
+
+
+async def test_adding_an_opposition_twice_keeps_one_entry(store):
+    assert await store.add_oppositions([CALLEE, CALLEE], None, "bloctel", MONDAY) == 1
+    assert await store.add_oppositions([CALLEE], None, "bloctel", MONDAY) == 0
+    assert len([e async for e in store.oppositions(None, None)]) == 1
+
+
+async def test_recorded_allow_counts_an_attempt_and_a_reject_does_not(store):
+    config = a_config()
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    allowed = await check_call(store, config, a_request(), MONDAY, record=True)
+    assert allowed.allowed
+    night = await check_call(store, config, a_request(), paris(2026, 11, 23, 22), record=True)
+    assert not night.allowed
+    facts = await store.facts("acme", CALLEE, paris(2026, 11, 24), paris(2026, 11, 1))
+    assert [a.at for a in facts.attempts] == [MONDAY]
+    assert facts.attempts[0].purpose is Purpose.PROSPECTING
+    rows = await store._select("SELECT id, verdict FROM decisions ORDER BY at", {})
+    assert rows == [(allowed.decision_id, "allow"), (night.decision_id, "reject")]
+
+
+async def test_a_dry_run_records_nothing(store):
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    await check_call(store, a_config(), a_request(), MONDAY, record=False)
+    facts = await store.facts("acme", CALLEE, paris(2026, 11, 24), paris(2026, 11, 1))
+    assert facts.attempts == ()
+
+
+async def test_the_fifth_call_is_refused_through_the_store(store):
+    config = a_config()
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    verdicts = [
+        (await check_call(store, config, a_request(), MONDAY + days(i), record=True)).codes
+        for i in range(5)
+    ]
+    assert verdicts[:4] == [()] * 4
+    assert verdicts[4] == ("CAP_30_DAYS",)
+
+
+async def test_records_survive_a_restart(tmp_path):
+    path = str(tmp_path / "durable.db")
+    store = await open_store(path)
+    await store.add_refusal("acme", CALLEE, MONDAY, "test")
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    await check_call(store, a_config(), a_request(), MONDAY, record=True)
+    await store.close()
+    reopened = await open_store(path)
+    facts = await reopened.facts("acme", CALLEE, MONDAY + days(1), MONDAY - days(1))
+    await reopened.close()
+    assert len(facts.refusals) == 1 and len(facts.consents) == 1
+    assert facts.attempts == ()  # that call met the refusal: rejected, not an attempt
+
+
+async def test_concurrent_deciders_on_two_connections_never_overrun_the_cap(tmp_path):
+    path = str(tmp_path / "race.db")
+    config = a_config()
+    setup = await open_store(path)
+    await setup.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    for i in range(3):
+        prior = await check_call(
+            setup, config, a_request(), MONDAY - days(7 * (i + 1)), record=True
+        )
+        assert prior.allowed
+    other = await open_store(path)
+    stores = [setup, other]
+    decisions = await asyncio.gather(
+        *(check_call(stores[i % 2], config, a_request(), MONDAY, record=True) for i in range(20))
+    )
+    await setup.close()
+    await other.close()
+    assert sum(d.allowed for d in decisions) == 1
+    assert {d.codes for d in decisions if not d.allowed} == {("CAP_30_DAYS",)}
+
+
+async def test_contracts_end_and_consents_list(store):
+    await store.add_contract("acme", CALLEE, Contract(paris(2026, 1, 1)))
+    assert await store.end_contracts("acme", CALLEE, paris(2026, 6, 1)) == 1
+    [record] = await store.contracts("acme", CALLEE)
+    assert record.contract.end == paris(2026, 6, 1)
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.OUT_OF_HOURS, paris(2026, 1, 1)))
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 2)))
+    assert (
+        await store.revoke_consents("acme", CALLEE, ConsentScope.OUT_OF_HOURS, paris(2026, 2, 1))
+        == 1
+    )
+    listed = await store.consents("acme", None)
+    assert [(r.consent.scope, r.consent.revoked_at is not None) for r in listed] == [
+        (ConsentScope.OUT_OF_HOURS, True),
+        (ConsentScope.PROSPECTING, False),
+    ]
