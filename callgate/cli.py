@@ -172,7 +172,7 @@ def _json(parser: argparse.ArgumentParser) -> None:
 async def _dispatch(args: argparse.Namespace) -> int:
     config = _config(args.config)
     url = args.db or os.environ.get("CALLGATE_DB") or config.store_url
-    store = await open_store(url)
+    store = await open_store(url, synchronous=config.synchronous)
     try:
         handler: Callable[[argparse.Namespace, Config, Store], Awaitable[int]] = args.handler
         return await handler(args, config, store)

@@ -60,6 +60,9 @@ class RuleSettings:
 @dataclass(frozen=True, slots=True)
 class Config:
     store_url: str = DEFAULT_STORE
+    # SQLite: "full" syncs every commit to disk (no attempt lost even on power loss);
+    # "normal" survives process crashes and restarts, and is about twice as fast.
+    synchronous: str = "full"
     rules: RuleSettings = field(default_factory=RuleSettings)
     companies: Mapping[str, Company] = field(default_factory=lambda: MappingProxyType({}))
     sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -104,12 +107,16 @@ def load_config(path: Path) -> Config:
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     _no_unknown_keys(data, _KNOWN_TOP, "")
     store = _table(data, "store")
-    _no_unknown_keys(store, {"url"}, "store.")
+    _no_unknown_keys(store, {"url", "synchronous"}, "store.")
     store_url = _get(store, "url", str, "store.", DEFAULT_STORE)
+    synchronous = _get(store, "synchronous", str, "store.", "full")
+    if synchronous not in ("full", "normal"):
+        raise ConfigError(f"store.synchronous: {synchronous!r} is not full or normal")
     companies = _companies(data.get("companies", []))
     sections = {name: _table(data, name) for name in _SERVICE_SECTIONS if name in data}
     return Config(
         store_url=store_url,
+        synchronous=synchronous,
         rules=_rules(_table(data, "rules")),
         companies=MappingProxyType(companies),
         sections=MappingProxyType(sections),

@@ -36,12 +36,12 @@ def sqlite_path(url: str) -> str | None:
     return url
 
 
-async def open_store(url: str) -> Store:
+async def open_store(url: str, *, synchronous: str = "full") -> Store:
     path = sqlite_path(url)
     if path is not None:
         from callgate.store.sqlite import SqliteStore
 
-        return await SqliteStore.open(path)
+        return await SqliteStore.open(path, synchronous=synchronous)
     if url.startswith(("postgresql://", "postgres://")):
         raise StoreError("the PostgreSQL store is not available in this version; use SQLite")
     raise StoreError(f"unsupported store URL {url!r}: use a file path or sqlite:///file.db")

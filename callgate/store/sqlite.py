@@ -72,7 +72,7 @@ class SqliteStore:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
+    async def open(cls, path: str, *, synchronous: str = "full") -> SqliteStore:
         if path != ":memory:":
             parent = Path(path).expanduser().resolve().parent
             if not parent.is_dir():
@@ -81,7 +81,9 @@ class SqliteStore:
             connection = await aiosqlite.connect(path, isolation_level=None)
             await connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             await connection.execute("PRAGMA journal_mode = WAL")
-            await connection.execute("PRAGMA synchronous = NORMAL")
+            if synchronous not in ("full", "normal"):
+                raise StoreError(f"synchronous must be full or normal, not {synchronous!r}")
+            await connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             store = cls(connection, path)
             await store.migrate()
         except sqlite3.Error as error:
@@ -122,22 +124,21 @@ class SqliteStore:
         consents: list[Consent] = []
         contracts: list[Contract] = []
         oppositions: list[Opposition] = []
-        async with self._db.execute(_FACTS_SQL, params) as cursor:
-            async for kind, t1, t2, t3, s1, s2, s3 in cursor:
-                at = from_micros(t1)
-                assert at is not None
-                if kind == "a":
-                    attempts.append(Attempt(at, Purpose(s1)))
-                elif kind == "r":
-                    refusals.append(at)
-                elif kind == "c":
-                    consents.append(
-                        Consent(ConsentScope(s1), at, from_micros(t2), from_micros(t3), s2, s3)
-                    )
-                elif kind == "k":
-                    contracts.append(Contract(at, from_micros(t2)))
-                else:
-                    oppositions.append(Opposition(s1, at, s2))
+        for kind, t1, t2, t3, s1, s2, s3 in await self._db.execute_fetchall(_FACTS_SQL, params):
+            at = from_micros(t1)
+            assert at is not None
+            if kind == "a":
+                attempts.append(Attempt(at, Purpose(s1)))
+            elif kind == "r":
+                refusals.append(at)
+            elif kind == "c":
+                consents.append(
+                    Consent(ConsentScope(s1), at, from_micros(t2), from_micros(t3), s2, s3)
+                )
+            elif kind == "k":
+                contracts.append(Contract(at, from_micros(t2)))
+            else:
+                oppositions.append(Opposition(s1, at, s2))
         return Facts(
             tuple(attempts), tuple(refusals), tuple(consents), tuple(contracts),
             tuple(oppositions),

@@ -1,0 +1,145 @@
+"""Core benchmark: decide() alone, and decide + SQLite check-and-record on a big store.
+
+    python bench/core.py                      # 10 million attempts, 1 million consents
+    python bench/core.py --attempts 1000000   # quicker
+
+Fills a fresh SQLite file (kept under --workdir for reruns), then measures, in one run:
+- decide() alone, on in-memory facts;
+- check_call(record=False), a dry run that reads the facts;
+- check_call(record=True), the gate's atomic read-decide-record.
+Prints a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sqlite3
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from callgate.config import parse_config
+from callgate.gate import check_call
+from callgate.model import Attempt, CallRequest, Consent, ConsentScope, Facts, Purpose
+from callgate.policy import decide
+from callgate.store import open_store
+from callgate.store.base import to_micros
+
+NOW = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+CONFIG = parse_config(
+    {"companies": [{"id": "acme", "numbers": ["+33948000001", "+33947700001", "+33140000000"]}]}
+)
+
+
+def callee(i: int) -> str:
+    return f"+336{10_000_000 + i:08d}"
+
+
+def fill(path: Path, attempts: int, consents: int, callees: int) -> None:
+    asyncio.run(_migrate(path))
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = OFF")
+    rng = random.Random(1)
+    start = to_micros(NOW - timedelta(days=400))
+    span = to_micros(NOW) - start
+    t0 = time.perf_counter()
+    batch = 500_000
+    for offset in range(0, attempts, batch):
+        rows = (
+            ("acme", callee(rng.randrange(callees)), start + rng.randrange(span), "prospecting")
+            for _ in range(min(batch, attempts - offset))
+        )
+        db.executemany(
+            "INSERT INTO attempts (company, callee, at, purpose) VALUES (?, ?, ?, ?)", rows
+        )
+        db.commit()
+        print(f"  {offset + batch:,} attempts ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    given = to_micros(NOW - timedelta(days=100))
+    db.executemany(
+        "INSERT INTO consents (company, callee, scope, given_at) VALUES (?, ?, ?, ?)",
+        (("acme", callee(i), "prospecting", given) for i in range(consents)),
+    )
+    db.commit()
+    db.execute("ANALYZE")
+    db.close()
+
+
+async def _migrate(path: Path) -> None:
+    store = await open_store(str(path))
+    await store.close()
+
+
+def bench_decide(seconds: float) -> float:
+    facts = Facts(
+        attempts=tuple(Attempt(NOW - timedelta(days=d), Purpose.PROSPECTING) for d in (3, 9)),
+        consents=(Consent(ConsentScope.PROSPECTING, NOW - timedelta(days=100)),),
+    )
+    requests = [CallRequest("0612345678", callee(i), "acme") for i in range(1000)]
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for request in requests:
+            decide(request, facts, NOW, CONFIG)
+        done += len(requests)
+    return done / (time.perf_counter() - t0)
+
+
+async def bench_store(
+    path: Path, callees: int, seconds: float, record: bool, synchronous: str = "full"
+) -> float:
+    store = await open_store(str(path), synchronous=synchronous)
+    rng = random.Random(2)
+    done, t0 = 0, time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < seconds:
+            request = CallRequest("+33948000001", callee(rng.randrange(callees)), "acme")
+            await check_call(store, CONFIG, request, NOW, record=record)
+            done += 1
+    finally:
+        await store.close()
+    return done / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=10_000_000)
+    parser.add_argument("--consents", type=int, default=1_000_000)
+    parser.add_argument("--callees", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workdir", default="/var/tmp/callgate-bench")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"core-{args.attempts}-{args.consents}.db"
+    if not path.exists():
+        print(f"filling {path}...", file=sys.stderr)
+        t0 = time.perf_counter()
+        fill(path, args.attempts, args.consents, args.callees)
+        print(f"filled in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    decide_rate = bench_decide(args.seconds)
+    dry_rate = asyncio.run(bench_store(path, args.callees, args.seconds, record=False))
+    record_rate = asyncio.run(bench_store(path, args.callees, args.seconds, record=True))
+    normal_rate = asyncio.run(
+        bench_store(path, args.callees, args.seconds, record=True, synchronous="normal")
+    )
+    size_mb = path.stat().st_size / 1e6
+    python = platform.python_version()
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
+    print(f"store: {args.attempts:,} attempts, {args.consents:,} consents, {size_mb:,.0f} MB\n")
+    print("| measure | decisions/s |")
+    print("|---|---|")
+    print(f"| decide() alone | {decide_rate:,.0f} |")
+    print(f"| check_call, dry run (facts read + decide) | {dry_rate:,.0f} |")
+    print(f"| check_call --record, synchronous=full | {record_rate:,.0f} |")
+    print(f"| check_call --record, synchronous=normal | {normal_rate:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
