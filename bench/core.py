@@ -18,6 +18,7 @@ import os
 import platform
 import random
 import sqlite3
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -110,7 +111,8 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=10_000_000)
     parser.add_argument("--consents", type=int, default=1_000_000)
     parser.add_argument("--callees", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measure and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", default="/var/tmp/callgate-bench")
     args = parser.parse_args()
 
@@ -123,16 +125,27 @@ def main() -> None:
         fill(path, args.attempts, args.consents, args.callees)
         print(f"filled in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
-    decide_rate = bench_decide(args.seconds)
-    dry_rate = asyncio.run(bench_store(path, args.callees, args.seconds, record=False))
-    record_rate = asyncio.run(bench_store(path, args.callees, args.seconds, record=True))
-    normal_rate = asyncio.run(
-        bench_store(path, args.callees, args.seconds, record=True, synchronous="normal")
-    )
+    # Warm the page cache, then alternate the store measures in rounds so that the
+    # machine's noise falls on all of them alike; report each one's median.
+    asyncio.run(bench_store(path, args.callees, args.seconds / 2, record=False))
+    rounds: dict[str, list[float]] = {"dry": [], "full": [], "normal": []}
+    decide_rates = []
+    for _ in range(args.rounds):
+        decide_rates.append(bench_decide(args.seconds))
+        for name, record, synchronous in (
+            ("dry", False, "full"),
+            ("full", True, "full"),
+            ("normal", True, "normal"),
+        ):
+            rate = asyncio.run(bench_store(path, args.callees, args.seconds, record, synchronous))
+            rounds[name].append(rate)
+    decide_rate = statistics.median(decide_rates)
+    dry_rate, record_rate, normal_rate = (statistics.median(rounds[k]) for k in rounds)
     size_mb = path.stat().st_size / 1e6
     python = platform.python_version()
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
-    print(f"store: {args.attempts:,} attempts, {args.consents:,} consents, {size_mb:,.0f} MB\n")
+    print(f"store: {args.attempts:,} attempts, {args.consents:,} consents, {size_mb:,.0f} MB")
+    print(f"median of {args.rounds} rounds of {args.seconds:g} s each\n")
     print("| measure | decisions/s |")
     print("|---|---|")
     print(f"| decide() alone | {decide_rate:,.0f} |")

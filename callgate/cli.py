@@ -221,8 +221,12 @@ def _print_records(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[
     if not rows:
         print("(none)")
         return
-    for row in rows:
-        print("  ".join(_cell(row[column]) for column in columns))
+    table = [list(columns), *([_cell(row[column]) for column in columns] for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
 
 
 def _cell(value: Any) -> str:
