@@ -48,6 +48,13 @@ def verdict(run, *args, status):
     return json.loads(result.stdout)
 
 
+def record_calls(run, *days):
+    """Allowed calls to 0612345678 at 11:00 on each day, counted as attempts."""
+    for day in days:
+        args = ("--from", "0948000001", "--to", "0612345678", "--at", f"{day}T11:00", "--record")
+        verdict(run, *args, status=0)
+
+
 def test_the_console_script_is_installed():
     assert CALLGATE, "pip install -e . puts callgate on PATH"
 
@@ -97,18 +104,7 @@ def test_readable_output_says_it_in_words(run):
 
 def test_record_counts_attempts_up_to_the_cap(run):
     run("consent", "add", "--to", "0612345678", "--at", "2026-09-01", check_status=0)
-    for day in (2, 3, 4, 5):
-        verdict(
-            run,
-            "--from",
-            "0948000001",
-            "--to",
-            "0612345678",
-            "--at",
-            f"2026-11-0{day}T11:00",
-            "--record",
-            status=0,
-        )
+    record_calls(run, "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05")
     dry = verdict(
         run, "--from", "0948000001", "--to", "0612345678", "--at", "2026-12-01T11:00", status=1
     )
@@ -267,18 +263,7 @@ def test_missing_config_says_where_it_looked(run):
 
 def test_twenty_concurrent_processes_one_slot_left_exactly_one_allowed(run):
     run("consent", "add", "--to", "0612345678", "--at", "2026-09-01", check_status=0)
-    for day in (2, 3, 4):
-        verdict(
-            run,
-            "--from",
-            "0948000001",
-            "--to",
-            "0612345678",
-            "--at",
-            f"2026-11-0{day}T11:00",
-            "--record",
-            status=0,
-        )
+    record_calls(run, "2026-11-02", "2026-11-03", "2026-11-04")
     args = (
         "check",
         "--from",

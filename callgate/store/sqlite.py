@@ -11,6 +11,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -95,20 +96,26 @@ class SqliteStore:
 
     async def migrate(self) -> int:
         """Bring the schema to the newest version; returns the version."""
+        async with self._transaction():
+            (version,) = await _one(self._db, "PRAGMA user_version")
+            for number, script in _migrations():
+                if number > version:
+                    await _run_script(self._db, script)
+                    await self._db.execute(f"PRAGMA user_version = {number}")
+                    version = number
+        return version
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """A write transaction that holds the file's write lock from its first read."""
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                (version,) = await _one(self._db, "PRAGMA user_version")
-                for number, script in _migrations():
-                    if number > version:
-                        await _run_script(self._db, script)
-                        await self._db.execute(f"PRAGMA user_version = {number}")
-                        version = number
-                await self._db.execute("COMMIT")
+                yield
             except BaseException:  # cancellation too: never leave the write lock held
                 await self._db.execute("ROLLBACK")
                 raise
-        return version
+            await self._db.execute("COMMIT")
 
     async def facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
         async with self._lock:
@@ -154,18 +161,12 @@ class SqliteStore:
         *,
         record: bool,
     ) -> Decision:
-        async with self._lock:
-            if not record:
-                return judge(await self._facts(company, callee, now, since))
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                decision = judge(await self._facts(company, callee, now, since))
-                await self._record(company, callee, now, decision)
-                await self._db.execute("COMMIT")
-            except BaseException:  # cancellation too: never leave the write lock held
-                await self._db.execute("ROLLBACK")
-                raise
-            return decision
+        if not record:
+            return judge(await self.facts(company, callee, now, since))
+        async with self._transaction():
+            decision = judge(await self._facts(company, callee, now, since))
+            await self._record(company, callee, now, decision)
+        return decision
 
     async def _record(self, company: str, callee: str, now: datetime, decision: Decision) -> None:
         at = to_micros(now)
@@ -279,21 +280,15 @@ class SqliteStore:
         micros = to_micros(at)
         rows = ((callee, company or "", source, micros) for callee in callees)
         added = 0
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                while batch := _take(rows, _IMPORT_BATCH):
-                    before = self._db.total_changes
-                    await self._db.executemany(
-                        "INSERT OR IGNORE INTO opposition (callee, company, source, added_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        batch,
-                    )
-                    added += self._db.total_changes - before
-                await self._db.execute("COMMIT")
-            except BaseException:  # cancellation too: never leave the write lock held
-                await self._db.execute("ROLLBACK")
-                raise
+        async with self._transaction():
+            while batch := _take(rows, _IMPORT_BATCH):
+                before = self._db.total_changes
+                await self._db.executemany(
+                    "INSERT OR IGNORE INTO opposition (callee, company, source, added_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    batch,
+                )
+                added += self._db.total_changes - before
         return added
 
     async def remove_oppositions(self, callee: str, company: str | None, at: datetime) -> int:
