@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     consent.add_argument("--expires", type=_instant, help="an earlier end than the maximum age")
     consent.add_argument("--source", help="where the consent was collected (form, call, ...)")
     consent.add_argument("--proof", help="the proof: a text or a reference to it")
+    consent.add_argument("--by", help="who consented, when not the line's holder")
     _json(consent)
     consent.set_defaults(handler=_consent)
 
@@ -274,7 +275,7 @@ async def _consent(args: argparse.Namespace, config: Config, store: Store) -> in
         if args.expires is not None and args.expires <= at:
             raise UsageError("--expires must be later than the consent itself (--at)")
         scope = ConsentScope(args.scope or ConsentScope.PROSPECTING)
-        consent = Consent(scope, at, args.expires, None, args.source, args.proof)
+        consent = Consent(scope, at, args.expires, None, args.source, args.proof, args.by)
         record_id = await store.add_consent(company, callee, consent)
         print(
             f"consent {record_id}: {callee} consents to {company} ({scope}) from {local_text(at)}"

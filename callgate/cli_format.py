@@ -78,7 +78,7 @@ def consent_json(record: ConsentRecord) -> dict[str, Any]:
         "id": record.id, "company": record.company, "callee": record.callee,
         "scope": c.scope.value, "given_at": _iso(c.given_at),
         "expires_at": _iso(c.expires_at), "revoked_at": _iso(c.revoked_at),
-        "source": c.source, "proof": c.proof,
+        "source": c.source, "proof": c.proof, "given_by": c.given_by,
     }  # fmt: skip
 
 

@@ -68,6 +68,7 @@ class Consent:
     revoked_at: datetime | None = None
     source: str | None = None
     proof: str | None = None
+    given_by: str | None = None  # the person who consented, when not the line's holder
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,12 +143,20 @@ def test_consent_revoke_and_list(run):
         "2026-09-01",
         "--proof",
         "call 2026-08-30",
+        "--by",
+        "Jeanne Martin",
+        "--source",
+        "inbound call",
         check_status=0,
     )
     run("consent", "revoke", "--to", "0612345678", "--at", "2026-10-01", check_status=0)
     listed = run("consent", "list", "--to", "0612345678", "--json", check_status=0)
     [row] = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert row["proof"] == "call 2026-08-30"
+    assert (row["proof"], row["given_by"], row["source"]) == (
+        "call 2026-08-30",
+        "Jeanne Martin",
+        "inbound call",
+    )
     assert instant(row["revoked_at"]) == instant("2026-10-01T00:00:00+02:00")
     rejected = verdict(
         run, "--from", "0948000001", "--to", "0612345678", "--at", "2026-11-23T11:00", status=1

@@ -209,12 +209,13 @@ class SqliteStore:
 
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
         return await self._write(
-            "INSERT INTO consents (company, callee, scope, given_at, expires_at, source, proof)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO consents"
+            " (company, callee, scope, given_at, expires_at, source, proof, given_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 company, callee, consent.scope.value, to_micros(consent.given_at),
                 to_micros(consent.expires_at) if consent.expires_at else None,
-                consent.source, consent.proof,
+                consent.source, consent.proof, consent.given_by,
             ),
         )  # fmt: skip
 
@@ -229,7 +230,8 @@ class SqliteStore:
 
     async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]:
         rows = await self._select(
-            "SELECT id, company, callee, scope, given_at, expires_at, revoked_at, source, proof"
+            "SELECT id, company, callee, scope, given_at, expires_at, revoked_at, source, proof,"
+            " given_by"
             " FROM consents WHERE (:company IS NULL OR company = :company)"
             " AND (:callee IS NULL OR callee = :callee) ORDER BY given_at, id",
             {"company": company, "callee": callee},
@@ -239,7 +241,7 @@ class SqliteStore:
                 row[0], row[1], row[2],
                 Consent(
                     ConsentScope(row[3]), _at(row[4]), from_micros(row[5]),
-                    from_micros(row[6]), row[7], row[8],
+                    from_micros(row[6]), row[7], row[8], row[9],
                 ),
             )
             for row in rows

@@ -29,7 +29,8 @@ CREATE TABLE consents (
     expires_at INTEGER,
     revoked_at INTEGER,
     source     TEXT,
-    proof      TEXT
+    proof      TEXT,
+    given_by   TEXT
 );
 CREATE INDEX consents_by_key ON consents (company, callee);
 
