@@ -1,0 +1,213 @@
+"""A real Asterisk for tests and demos, with callgate's asterisk-conf/ on loopback ports.
+
+Uses ``asterisk`` from PATH when there is one. Otherwise builds (once) and caches a Debian
+unstable root with Asterisk 22 under /var/cache/callgate/asterisk-root, and runs Asterisk
+chrooted into it. Each instance gets its own directories and ports, so several can run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["AsteriskInstance", "Ports", "ensure_root", "set_option"]
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "asterisk-conf"
+DEFAULT_ROOT = Path(os.environ.get("CALLGATE_ASTERISK_ROOT", "/var/cache/callgate/asterisk-root"))
+MIRROR = os.environ.get("CALLGATE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+def _log(message: str) -> None:
+    print(f"[asterisk] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_root(root: Path = DEFAULT_ROOT) -> Path | None:
+    """The chroot to run Asterisk in, built if missing; None when Asterisk is on PATH."""
+    if shutil.which("asterisk"):
+        return None
+    if (root / "usr/sbin/asterisk").exists():
+        return root
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("no asterisk on PATH and no debootstrap: apt-get install debootstrap")
+    building = root.with_name(root.name + ".tmp")
+    shutil.rmtree(building, ignore_errors=True)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    _log(f"building a Debian unstable root with Asterisk in {root} (about a minute)...")
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=asterisk", "sid", str(building), MIRROR],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    building.rename(root)
+    _log("root ready")
+    return root
+
+
+@dataclass(frozen=True)
+class Ports:
+    sip: int
+    http: int
+    carrier: int
+
+
+def set_option(text: str, section: str, key: str, value: str) -> str:
+    """Set ``key = value`` in the first ``[section]`` of an Asterisk config file."""
+    lines = text.splitlines()
+    inside = False
+    for index, line in enumerate(lines):
+        header = re.match(r"\[([^\]]+)\]", line.strip())
+        if header:
+            if inside:
+                lines.insert(index, f"{key} = {value}")
+                return "\n".join(lines) + "\n"
+            inside = header.group(1) == section
+            continue
+        if inside and re.match(rf"{re.escape(key)}\s*=", line.strip()):
+            lines[index] = f"{key} = {value}"
+            return "\n".join(lines) + "\n"
+    if not inside:
+        raise KeyError(f"no section [{section}]")
+    lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+class AsteriskInstance:
+    """One Asterisk process with the project's configuration and its own ports."""
+
+    def __init__(
+        self,
+        name: str,
+        ports: Ports,
+        ari_password: str,
+        *,
+        root: Path | None = None,
+        globals_: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.ports = ports
+        self.ari_password = ari_password
+        self.root = root
+        self.globals = globals_ or {}
+        base = Path("/srv/callgate") / name
+        self.inside = base  # the instance's folder as Asterisk sees it
+        self.outside = (root / base.relative_to("/")) if root else Path("/tmp/callgate-ast") / name
+        if not root:
+            self.inside = self.outside
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.outside / "asterisk.out"
+
+    def _write_config(self) -> None:
+        shutil.rmtree(self.outside, ignore_errors=True)
+        etc = self.outside / "etc"
+        etc.mkdir(parents=True)
+        for folder in ("run", "spool", "log", "lib", "cache"):
+            (self.outside / folder).mkdir()
+        for source in CONF_DIR.glob("*.conf"):
+            shutil.copy(source, etc / source.name)
+        self._edit(etc / "pjsip.conf", "transport-udp", "bind", f"127.0.0.1:{self.ports.sip}")
+        self._edit(etc / "pjsip.conf", "carrier-aor", "contact", f"sip:127.0.0.1:{self.ports.carrier}")
+        self._edit(etc / "http.conf", "general", "bindport", str(self.ports.http))
+        self._edit(etc / "ari.conf", "callgate", "password", self.ari_password)
+        for key, value in self.globals.items():
+            self._edit(etc / "extensions.conf", "globals", key, value)
+        # Debian's own asterisk.conf, with this instance's directories.
+        system_conf = (self.root or Path("/")) / "etc/asterisk/asterisk.conf"
+        text = system_conf.read_text()
+        for key, folder in (
+            ("astetcdir", "etc"), ("astrundir", "run"), ("astspooldir", "spool"),
+            ("astlogdir", "log"), ("astdbdir", "lib"), ("astcachedir", "cache"),
+        ):  # fmt: skip
+            text = re.sub(rf"(?m)^{key}\s*=>.*$", f"{key} => {self.inside / folder}", text)
+        # Debian marks the section a template ("(!)"): its paths are then only defaults.
+        text = text.replace("[directories](!)", "[directories]")
+        (etc / "asterisk.conf").write_text(text)
+        (etc / "logger.conf").write_text(
+            "[general]\n[logfiles]\nmessages.log => notice,warning,error\n"
+        )
+
+    @staticmethod
+    def _edit(path: Path, section: str, key: str, value: str) -> None:
+        path.write_text(set_option(path.read_text(), section, key, value))
+
+    def _command(self, *args: str) -> list[str]:
+        conf = str(self.inside / "etc/asterisk.conf")
+        command = ["asterisk", "-C", conf, *args]
+        if self.root:
+            return ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", conf, *args]
+        return command
+
+    def start(self, timeout: float = 60) -> None:
+        if self.root:
+            _ensure_chroot_mounts(self.root)
+            _ensure_hosts(self.root)
+        self._write_config()
+        with self.log_file.open("wb") as out:
+            self.process = subprocess.Popen(
+                self._command("-f", "-n", "-g"), stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"asterisk exited at start:\n{self.log_file.read_text()[-3000:]}")
+            result = subprocess.run(
+                self._command("-rx", "core waitfullybooted"),
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            if result.returncode == 0 and "fully booted" in result.stdout:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("asterisk did not finish booting")
+
+    def rx(self, command: str) -> str:
+        result = subprocess.run(
+            self._command("-rx", command), capture_output=True, text=True, timeout=30
+        )
+        return result.stdout
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.rx("core stop now")
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> AsteriskInstance:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _ensure_chroot_mounts(root: Path) -> None:
+    proc = root / "proc"
+    if not (proc / "self").exists():
+        subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+
+
+def _ensure_hosts(root: Path) -> None:
+    # Asterisk resolves the machine's own name at start; the chroot must know it.
+    hostname = os.uname().nodename
+    hosts = root / "etc/hosts"
+    text = hosts.read_text() if hosts.exists() else ""
+    if hostname not in text.split():
+        hosts.write_text(f"127.0.0.1 localhost {hostname}\n::1 localhost\n")
