@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import re
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -147,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     _at(outcome)
     outcome.set_defaults(handler=_outcome)
 
+    run = commands.add_parser("run", help="the ARI gate: decide every call put in Stasis")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(handler=_run)
+
     db = commands.add_parser("db", help="the store itself")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(handler=_db)
@@ -172,13 +179,16 @@ def _json(parser: argparse.ArgumentParser) -> None:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     config = _config(args.config)
-    url = args.db or os.environ.get("CALLGATE_DB") or config.store_url
-    store = await open_store(url, synchronous=config.synchronous)
+    store = await open_store(store_url(args, config), synchronous=config.synchronous)
     try:
         handler: Callable[[argparse.Namespace, Config, Store], Awaitable[int]] = args.handler
         return await handler(args, config, store)
     finally:
         await store.close()
+
+
+def store_url(args: argparse.Namespace, config: Config) -> str:
+    return args.db or os.environ.get("CALLGATE_DB") or config.store_url
 
 
 def _config(explicit: str | None) -> Config:
@@ -397,6 +407,36 @@ async def _outcome(args: argparse.Namespace, config: Config, store: Store) -> in
     record_id = await store.add_refusal(company, callee, at, "cli")
     print(f"refusal {record_id}: {callee} refused {company} at {local_text(at)}")
     return EXIT_OK
+
+
+async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from ari_app.client import AriClient
+    from ari_app.gate import AriGate
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    settings = config.ari
+    password = settings.password()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    logging.getLogger("callgate").info(
+        "callgate run: store %s, ARI %s, app %r", _safe_url(store_url(args, config)),
+        settings.url, settings.app,
+    )  # fmt: skip
+    async with AriClient(settings.url, settings.username, password, settings.app) as client:
+        why = await AriGate(client, store, config).run(stop)
+    return EXIT_OK if why == "stopped" else EXIT_REJECT
+
+
+def _safe_url(url: str) -> str:
+    """A store URL fit for a log: any password in it replaced."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 async def _db(args: argparse.Namespace, config: Config, store: Store) -> int:

@@ -15,6 +15,7 @@ from callgate.numbering import DEFAULT_NPV_PREFIXES, Kind, Number, Territory, pa
 
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
+    "AriSettings",
     "Company",
     "Config",
     "ConfigError",
@@ -58,6 +59,30 @@ class RuleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AriSettings:
+    url: str = "http://127.0.0.1:8088"
+    username: str = "callgate"
+    password_file: str | None = None  # or $CALLGATE_ARI_PASSWORD; never inline
+    app: str = "callgate"
+    max_concurrent: int = 256  # calls decided at once; more wait for a slot
+    decision_timeout: float = 2.0  # seconds; past it the call is rejected (GATE_ERROR)
+
+    def password(self) -> str:
+        """The ARI password, from $CALLGATE_ARI_PASSWORD or ``password_file``."""
+        from_env = os.environ.get("CALLGATE_ARI_PASSWORD")
+        if from_env:
+            return from_env
+        if not self.password_file:
+            raise ConfigError("ari.password_file: not set, and CALLGATE_ARI_PASSWORD is empty")
+        try:
+            return Path(self.password_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(
+                f"ari.password_file: cannot read {self.password_file}: {error.strerror}"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     store_url: str = DEFAULT_STORE
     # SQLite: "full" syncs every commit to disk (no attempt lost even on power loss);
@@ -65,6 +90,7 @@ class Config:
     synchronous: str = "full"
     rules: RuleSettings = field(default_factory=RuleSettings)
     companies: Mapping[str, Company] = field(default_factory=lambda: MappingProxyType({}))
+    ari: AriSettings = field(default_factory=AriSettings)
     sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
@@ -76,8 +102,8 @@ class Config:
 
 
 # Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
-_SERVICE_SECTIONS = ("ari", "agi", "api", "log")
-_KNOWN_TOP = {"store", "rules", "companies", *_SERVICE_SECTIONS}
+_SERVICE_SECTIONS = ("agi", "api", "log")
+_KNOWN_TOP = {"store", "rules", "companies", "ari", *_SERVICE_SECTIONS}
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -118,6 +144,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         store_url=store_url,
         synchronous=synchronous,
         rules=_rules(_table(data, "rules")),
+        ari=_ari(_table(data, "ari")),
         companies=MappingProxyType(companies),
         sections=MappingProxyType(sections),
         source=source,
@@ -157,6 +184,32 @@ def _rules(table: Mapping[str, Any]) -> RuleSettings:
                 raise ConfigError(f"rules.emergency_numbers[{index}]: expected a string of digits")
         settings = replace(settings, emergency_numbers=DEFAULT_EMERGENCY_NUMBERS | set(extra))
     return settings
+
+
+def _ari(table: Mapping[str, Any]) -> AriSettings:
+    p = "ari."
+    keys = {"url", "username", "password_file", "app", "max_concurrent", "decision_timeout"}
+    _no_unknown_keys(table, keys, p)
+    default = AriSettings()
+    url = _get(table, "url", str, p, default.url)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"ari.url: {url!r} is not an http:// or https:// URL")
+    max_concurrent = _get(table, "max_concurrent", int, p, default.max_concurrent)
+    if max_concurrent < 1:
+        raise ConfigError("ari.max_concurrent: must be 1 or more")
+    timeout = table.get("decision_timeout", default.decision_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 30:
+        raise ConfigError(
+            f"ari.decision_timeout: expected seconds between 0 and 30, got {timeout!r}"
+        )
+    return AriSettings(
+        url=url.rstrip("/"),
+        username=_get(table, "username", str, p, default.username),
+        password_file=_get(table, "password_file", str, p, None),
+        app=_get(table, "app", str, p, default.app),
+        max_concurrent=max_concurrent,
+        decision_timeout=float(timeout),
+    )
 
 
 def _npv(value: Any) -> Mapping[str, frozenset[Territory]]:

@@ -43,6 +43,7 @@ async def check_call(
     *,
     record: bool,
     decision_id: str | None = None,
+    channel: str | None = None,
 ) -> Decision:
     """Decide one call; with ``record``, store it and count it atomically if allowed.
 
@@ -59,7 +60,7 @@ async def check_call(
     try:
         return await store.decide(
             request.company or "", callee.e164 or callee.display, now, since, judge,
-            record=record,
+            record=record, channel=channel,
         )  # fmt: skip
     except sqlite3.Error as error:
         raise StoreError(f"the store failed: {error}") from error

@@ -119,7 +119,9 @@ class AsteriskInstance:
         for source in CONF_DIR.glob("*.conf"):
             shutil.copy(source, etc / source.name)
         self._edit(etc / "pjsip.conf", "transport-udp", "bind", f"127.0.0.1:{self.ports.sip}")
-        self._edit(etc / "pjsip.conf", "carrier-aor", "contact", f"sip:127.0.0.1:{self.ports.carrier}")
+        self._edit(
+            etc / "pjsip.conf", "carrier-aor", "contact", f"sip:127.0.0.1:{self.ports.carrier}"
+        )
         self._edit(etc / "http.conf", "general", "bindport", str(self.ports.http))
         self._edit(etc / "ari.conf", "callgate", "password", self.ari_password)
         for key, value in self.globals.items():
@@ -163,7 +165,9 @@ class AsteriskInstance:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"asterisk exited at start:\n{self.log_file.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"asterisk exited at start:\n{self.log_file.read_text()[-3000:]}"
+                )
             result = subprocess.run(
                 self._command("-rx", "core waitfullybooted"),
                 capture_output=True, text=True, timeout=30,

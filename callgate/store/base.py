@@ -74,6 +74,7 @@ class Store(Protocol):
         judge: Judge,
         *,
         record: bool,
+        channel: str | None = None,
     ) -> Decision:
         """Read the facts, judge, and, if ``record``, store the decision and (when the call
         is allowed) the attempt, all in one atomic step per (company, callee)."""

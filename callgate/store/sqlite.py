@@ -160,15 +160,18 @@ class SqliteStore:
         judge: Judge,
         *,
         record: bool,
+        channel: str | None = None,
     ) -> Decision:
         if not record:
             return judge(await self.facts(company, callee, now, since))
         async with self._transaction():
             decision = judge(await self._facts(company, callee, now, since))
-            await self._record(company, callee, now, decision)
+            await self._record(company, callee, now, decision, channel)
         return decision
 
-    async def _record(self, company: str, callee: str, now: datetime, decision: Decision) -> None:
+    async def _record(
+        self, company: str, callee: str, now: datetime, decision: Decision, channel: str | None
+    ) -> None:
         at = to_micros(now)
         if decision.allowed:
             await self._db.execute(
@@ -181,15 +184,15 @@ class SqliteStore:
         ]
         await self._db.execute(
             "INSERT INTO decisions (id, at, company, campaign, purpose, caller_in, caller_out,"
-            " callee, territory, verdict, reasons, retry_after, ruleset)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " callee, territory, verdict, reasons, retry_after, ruleset, channel)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 decision.decision_id, at, decision.company, decision.campaign,
                 decision.purpose.value, decision.caller_in, decision.caller_out,
                 decision.callee, decision.territory, decision.verdict.value,
                 json.dumps(reasons, ensure_ascii=False),
                 decision.retry_after.isoformat() if decision.retry_after else None,
-                decision.ruleset,
+                decision.ruleset, channel,
             ),
         )  # fmt: skip
 

@@ -1,0 +1,1 @@
+"""The ARI gate: an asyncio ARI application that decides every call put in Stasis."""

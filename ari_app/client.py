@@ -1,0 +1,85 @@
+"""A small ARI client on aiohttp: the events WebSocket and the few REST calls the gate needs.
+
+Authentication goes in an Authorization header, never in a URL, so it stays out of logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+
+__all__ = ["AriClient", "AriError"]
+
+log = logging.getLogger("callgate.ari")
+
+
+class AriError(Exception):
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status} {body[:200]}")
+        self.status = status
+
+
+class AriClient:
+    def __init__(self, url: str, username: str, password: str, app: str) -> None:
+        self.url = url.rstrip("/")
+        self.app = app
+        self._auth = aiohttp.BasicAuth(username, password)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AriClient:
+        # One session, kept-alive connections: a call costs no TCP handshake.
+        connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(
+            auth=self._auth, connector=connector, timeout=aiohttp.ClientTimeout(total=5)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("AriClient used outside 'async with'")
+        return self._session
+
+    async def events(self) -> aiohttp.ClientWebSocketResponse:
+        """Open the events WebSocket for this app; Asterisk then owns the app name to us."""
+        ws_url = self.url.replace("http", "ws", 1) + "/ari/events"
+        return await self.session.ws_connect(
+            ws_url, params={"app": self.app, "subscribeAll": "false"}, heartbeat=5.0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+        )  # fmt: skip
+
+    async def request(self, method: str, path: str, params: dict[str, str] | None = None) -> Any:
+        async with self.session.request(method, self.url + "/ari" + path, params=params) as reply:
+            body = await reply.text()
+            if reply.status >= 300:
+                raise AriError(reply.status, method, path, body)
+            return await reply.json(content_type=None) if body else None
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self.request(
+            "POST", f"/channels/{channel_id}/variable", {"variable": name, "value": value}
+        )
+
+    async def get_variable(self, channel_id: str, name: str) -> str:
+        reply = await self.request("GET", f"/channels/{channel_id}/variable", {"variable": name})
+        return str(reply.get("value", "")) if isinstance(reply, dict) else ""
+
+    async def continue_in_dialplan(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/continue")
+
+    async def hangup(self, channel_id: str, reason_code: int = 21) -> None:
+        await self.request("DELETE", f"/channels/{channel_id}", {"reason_code": str(reason_code)})
+
+    async def channel(self, channel_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"/channels/{channel_id}")
+
+    async def channels_in_app(self) -> list[str]:
+        """The channels still in this app, e.g. left there while we were disconnected."""
+        reply = await self.request("GET", f"/applications/{self.app}")
+        return list(reply.get("channel_ids", [])) if isinstance(reply, dict) else []

@@ -1,0 +1,245 @@
+"""The ARI gate: decide every channel that enters Stasis(callgate), then hand it back.
+
+For each StasisStart: build the request from the event (caller ID, dialled number, the
+CALLGATE_* channelvars), decide and record through ``callgate.gate.check_call``, set
+CALLGATE_RESULT, and continue the channel in the dialplan, which dials or hangs up.
+Nothing here judges a call: a decision the gate cannot make in time is GATE_ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from ari_app.client import AriClient, AriError
+from callgate.config import Config
+from callgate.dialplan import (
+    INPUT_VARIABLES,
+    RESULT_VARIABLE,
+    InputError,
+    encode_result,
+    request_from_channel,
+)
+from callgate.gate import check_call, gate_error
+from callgate.model import CallRequest, Decision
+from callgate.store import Store, StoreError
+
+__all__ = ["AriGate", "Backoff"]
+
+log = logging.getLogger("callgate.ari")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Backoff:
+    """Reconnection delays: short at first, doubling, capped; every second offline costs calls."""
+
+    def __init__(self, first: float = 0.05, cap: float = 1.0) -> None:
+        self.first, self.cap, self.current = first, cap, first
+
+    def next(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class AriGate:
+    def __init__(
+        self,
+        client: AriClient,
+        store: Store,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self._slots = asyncio.Semaphore(config.ari.max_concurrent)
+        self._deadline = config.ari.decision_timeout
+        # Every task started is kept here until it ends, with the channel it serves.
+        self._inflight: dict[asyncio.Task[None], str] = {}
+        self.connected = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> str:
+        """Serve until ``stop`` is set or another instance takes the app over.
+
+        Returns "stopped" or "replaced".
+        """
+        backoff = Backoff()
+        outage_since: float | None = None
+        why = "stopped"
+        while not stop.is_set():
+            try:
+                ws = await self.client.events()
+            except (aiohttp.ClientError, OSError) as error:
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning("cannot reach ARI at %s (%s); retrying", self.client.url, error)
+                await _sleep_or_stop(stop, backoff.next())
+                continue
+            backoff.reset()
+            if outage_since is not None:
+                log.info("ARI back after %.1f s offline", time.monotonic() - outage_since)
+                outage_since = None
+            log.info("connected to ARI at %s as app %r", self.client.url, self.client.app)
+            self.connected.set()
+            try:
+                await self._reconcile()
+                why = await self._serve(ws, stop)
+            finally:
+                self.connected.clear()
+                await ws.close()
+            if why == "replaced":
+                log.error("another client took the ARI app %r over; stopping", self.client.app)
+                break
+            if why == "disconnected" and not stop.is_set():
+                outage_since = time.monotonic()
+                log.warning("ARI connection lost; reconnecting")
+        await self._release_inflight()
+        return why
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event) -> str:
+        closer = asyncio.create_task(_close_when(stop, ws))
+        try:
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                event = message.json()
+                kind = event.get("type")
+                if kind == "StasisStart":
+                    self._start(event["channel"])
+                elif kind == "ApplicationReplaced":
+                    return "replaced"
+        finally:
+            closer.cancel()
+        return "stopped" if stop.is_set() else "disconnected"
+
+    async def _reconcile(self) -> None:
+        """Decide the channels left in the app while no connection was up."""
+        try:
+            waiting = await self.client.channels_in_app()
+        except (AriError, aiohttp.ClientError) as error:
+            log.warning("cannot list the app's channels: %s", error)
+            return
+        handled = set(self._inflight.values())
+        for channel_id in waiting:
+            if channel_id in handled:
+                continue
+            try:
+                channel = await self.client.channel(channel_id)
+                channel["channelvars"] = {
+                    name: await self.client.get_variable(channel_id, name)
+                    for name in INPUT_VARIABLES
+                }
+            except (AriError, aiohttp.ClientError) as error:
+                log.info("channel %s left while reconnecting: %s", channel_id, error)
+                continue
+            log.info("channel %s was waiting for a verdict: deciding it now", channel_id)
+            self._start(channel)
+
+    def _start(self, channel: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._handle(channel))
+        self._inflight[task] = channel["id"]
+        task.add_done_callback(self._inflight.pop)
+
+    async def _handle(self, channel: dict[str, Any]) -> None:
+        channel_id = channel["id"]
+        started = time.perf_counter()
+        decision = await self._decide(channel)
+        try:
+            await self.client.set_variable(channel_id, RESULT_VARIABLE, encode_result(decision))
+            await self.client.continue_in_dialplan(channel_id)
+        except AriError as error:
+            if error.status == 404:
+                log.info("channel %s hung up before its verdict", channel_id)
+                return
+            log.error("channel %s: cannot hand the verdict back: %s", channel_id, error)
+            await self._hang_up(channel_id)
+            return
+        except aiohttp.ClientError as error:
+            # The channel stays in Stasis: the dialplan's absolute timeout hangs it up.
+            log.error("channel %s: ARI unreachable with the verdict: %s", channel_id, error)
+            return
+        _log_decision(decision, channel_id, time.perf_counter() - started)
+
+    async def _decide(self, channel: dict[str, Any]) -> Decision:
+        now = self.clock()
+        caller = channel.get("caller", {}).get("number", "")
+        callee = channel.get("dialplan", {}).get("exten", "")
+        try:
+            request = request_from_channel(caller, callee, channel.get("channelvars") or {})
+        except InputError as error:
+            return gate_error(CallRequest(caller, callee, None), now, str(error))
+        try:
+            async with asyncio.timeout(self._deadline), self._slots:
+                return await check_call(
+                    self.store, self.config, request, now, record=True, channel=channel["id"]
+                )
+        except TimeoutError:
+            return gate_error(request, now, f"no decision within {self._deadline:g} s")
+        except StoreError as error:
+            return gate_error(request, now, str(error))
+        except Exception as error:  # fail closed on anything unforeseen, and say what
+            log.exception("channel %s: decision failed", channel["id"])
+            return gate_error(request, now, f"{type(error).__name__}: {error}")
+
+    async def _hang_up(self, channel_id: str) -> None:
+        # Already gone, or the dialplan's absolute timeout will hang it up.
+        with contextlib.suppress(AriError, aiohttp.ClientError):
+            await self.client.hangup(channel_id, reason_code=21)
+
+    async def _release_inflight(self) -> None:
+        """On stop: let decisions in flight finish briefly, then refuse what remains."""
+        if not self._inflight:
+            return
+        pending = set(self._inflight)
+        channels = dict(self._inflight)
+        _, late = await asyncio.wait(pending, timeout=self._deadline + 0.5)
+        for task in late:
+            task.cancel()
+        for task in late:
+            channel_id = channels[task]
+            log.warning("channel %s: stopping before its verdict; refusing it", channel_id)
+            try:
+                await self.client.set_variable(channel_id, RESULT_VARIABLE, "REJECT|GATE_ERROR|||")
+                await self.client.continue_in_dialplan(channel_id)
+            except (AriError, aiohttp.ClientError):
+                await self._hang_up(channel_id)
+
+
+def _log_decision(decision: Decision, channel_id: str, seconds: float) -> None:
+    log.info(
+        "%s %s -> %s as %s [%s] retry=%s id=%s channel=%s %.1f ms",
+        decision.verdict.value.upper(),
+        decision.caller_in or "-",
+        decision.callee or "-",
+        decision.caller_out or "-",
+        ",".join(decision.codes),
+        decision.retry_after.isoformat() if decision.retry_after else "-",
+        decision.decision_id,
+        channel_id,
+        seconds * 1000,
+    )
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _close_when(stop: asyncio.Event, ws: aiohttp.ClientWebSocketResponse) -> None:
+    await stop.wait()
+    await ws.close()
