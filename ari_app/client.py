@@ -67,7 +67,14 @@ class AriClient:
         )
 
     async def get_variable(self, channel_id: str, name: str) -> str:
-        reply = await self.request("GET", f"/channels/{channel_id}/variable", {"variable": name})
+        try:
+            reply = await self.request(
+                "GET", f"/channels/{channel_id}/variable", {"variable": name}
+            )
+        except AriError as error:
+            if error.status == 404 and "variable" in str(error):
+                return ""  # not set on this channel
+            raise
         return str(reply.get("value", "")) if isinstance(reply, dict) else ""
 
     async def continue_in_dialplan(self, channel_id: str) -> None:

@@ -1,0 +1,125 @@
+"""The real `callgate run` process, optionally on a faked clock (libfaketime)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GateProcess", "ari_request", "write_config"]
+
+FAKETIME_LIBS = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+)
+
+
+def callgate_command() -> list[str]:
+    found = shutil.which("callgate", path=str(Path(sys.executable).parent)) or shutil.which(
+        "callgate"
+    )
+    return [found] if found else [sys.executable, "-m", "callgate"]
+
+
+def write_config(path: Path, *, db: Path, ari_url: str, password_file: Path, **rules: Any) -> Path:
+    lines = [
+        "[store]", f'url = "{db}"', 'synchronous = "normal"', "",
+        "[ari]", f'url = "{ari_url}"', f'password_file = "{password_file}"', "",
+        "[rules]", *(f"{key} = {json.dumps(value)}" for key, value in rules.items()), "",
+        "[[companies]]", 'id = "acme"', 'name = "ACME"',
+        'numbers = ["+33948000001", "+33947700001", "+33140000000"]', "",
+    ]  # fmt: skip
+    path.write_text("\n".join(lines))
+    return path
+
+
+def ari_request(
+    url: str, password: str, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    token = base64.b64encode(f"callgate:{password}".encode()).decode()
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url + "/ari" + path, data=data, method=method,
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            text = reply.read().decode()
+            return reply.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+class GateProcess:
+    """`callgate run` with a config file; ``fake_now`` starts its clock at that UTC time."""
+
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *,
+        ari_url: str,
+        ari_password: str,
+        fake_now: str | None = None,
+    ) -> None:
+        self.config, self.log = config, log
+        self.ari_url, self.ari_password = ari_url, ari_password
+        self.fake_now = fake_now
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def environment(self) -> dict[str, str]:
+        env = {**os.environ, "CALLGATE_CONFIG": str(self.config)}
+        env.pop("CALLGATE_DB", None)
+        if self.fake_now:
+            library = next((lib for lib in FAKETIME_LIBS if Path(lib).exists()), None)
+            if library is None:
+                raise RuntimeError("libfaketime is missing: apt-get install faketime")
+            env.update(LD_PRELOAD=library, FAKETIME=f"@{self.fake_now}", TZ="UTC")
+        return env
+
+    def _connections(self) -> int:
+        return (
+            self.log.read_text(errors="replace").count("connected to ARI")
+            if self.log.exists()
+            else 0
+        )
+
+    def start(self, timeout: float = 15) -> None:
+        before = self._connections()
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*callgate_command(), "run"], env=self.environment(),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"callgate run exited:\n{self.log.read_text()[-2000:]}")
+            if self._connections() > before:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"callgate run did not register its ARI app:\n{self.log.read_text()[-2000:]}"
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
