@@ -10,7 +10,7 @@ import time
 
 from harness.gate import ari_request
 
-from .conftest import MONDAY_11H_UTC, MONDAY_21H_UTC
+from .conftest import MONDAY_21H_UTC
 
 CALLEE = "0612345678"
 NPV = "+33948000001"
