@@ -25,14 +25,16 @@ class AriClient:
     def __init__(self, url: str, username: str, password: str, app: str) -> None:
         self.url = url.rstrip("/")
         self.app = app
-        self._auth = aiohttp.BasicAuth(username, password)
+        self._authorization = aiohttp.BasicAuth(username, password).encode()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AriClient:
         # One session, kept-alive connections: a call costs no TCP handshake.
         connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
-            auth=self._auth, connector=connector, timeout=aiohttp.ClientTimeout(total=5)
+            headers={"Authorization": self._authorization},
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=5),
         )
         return self
 

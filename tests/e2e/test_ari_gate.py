@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -240,3 +241,32 @@ class _store_locked:
     def __exit__(self, *exc) -> None:
         self.db.execute("ROLLBACK")
         self.db.close()
+
+
+def test_the_gate_reconnects_after_asterisk_restarts(pbx, site):
+    site.consent(CALLEE)
+    gate = site.gate()
+    gate.start()
+    pbx.asterisk.stop()
+    pbx.asterisk.start()
+    _wait_for(lambda: "ARI back after" in site.gate_log(), timeout=15)
+    before = len(pbx.carrier.invites())
+    assert pbx.call(NPV, CALLEE).final == BUSY
+    assert len(new_invites(pbx, before)) == 1
+    assert site.gate_log().count("cannot reach ARI") <= 1  # one line per outage
+
+
+async def test_application_replaced_stops_the_gate_cleanly(pbx, site):
+    import aiohttp
+
+    gate = site.gate()
+    gate.start()
+    headers = {"Authorization": aiohttp.BasicAuth("callgate", pbx.password).encode()}
+    url = pbx.asterisk.ari_url.replace("http", "ws", 1) + "/ari/events"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.ws_connect(url, params={"app": "callgate"}):
+            deadline = time.monotonic() + 10
+            while gate.process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+    assert gate.process.returncode == 1
+    assert "took the ARI app 'callgate' over" in site.gate_log()
