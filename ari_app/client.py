@@ -5,6 +5,7 @@ Authentication goes in an Authorization header, never in a URL, so it stays out 
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -25,7 +26,8 @@ class AriClient:
     def __init__(self, url: str, username: str, password: str, app: str) -> None:
         self.url = url.rstrip("/")
         self.app = app
-        self._authorization = aiohttp.BasicAuth(username, password).encode()
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._authorization = f"Basic {token}"
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AriClient:

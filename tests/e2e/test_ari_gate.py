@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import sqlite3
@@ -261,7 +262,8 @@ async def test_application_replaced_stops_the_gate_cleanly(pbx, site):
 
     gate = site.gate()
     gate.start()
-    headers = {"Authorization": aiohttp.BasicAuth("callgate", pbx.password).encode()}
+    token = base64.b64encode(f"callgate:{pbx.password}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
     url = pbx.asterisk.ari_url.replace("http", "ws", 1) + "/ari/events"
     async with aiohttp.ClientSession(headers=headers) as session:
         async with session.ws_connect(url, params={"app": "callgate"}):
