@@ -265,10 +265,12 @@ async def test_application_replaced_stops_the_gate_cleanly(pbx, site):
     token = base64.b64encode(f"callgate:{pbx.password}".encode()).decode()
     headers = {"Authorization": f"Basic {token}"}
     url = pbx.asterisk.ari_url.replace("http", "ws", 1) + "/ari/events"
-    async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.ws_connect(url, params={"app": "callgate"}):
-            deadline = time.monotonic() + 10
-            while gate.process.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.ws_connect(url, params={"app": "callgate"}),
+    ):
+        deadline = time.monotonic() + 10
+        while gate.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
     assert gate.process.returncode == 1
     assert "took the ARI app 'callgate' over" in site.gate_log()
