@@ -1,12 +1,15 @@
-# make demo   install into .venv and check one call against examples/callgate.toml
-# make test   install into .venv and run the whole test suite
-# make bench  run the core and import benchmarks (figures go to docs/benchmarks.md by hand)
+# make demo   the main job: a local Asterisk, `callgate run` on SQLite, and real calls
+# make serve  the same, then keep running for a softphone until Ctrl-C
+# make test   ruff and the whole test suite, end-to-end tests included
+# make bench  the benchmarks (their figures go to docs/benchmarks.md)
+#
+# Each target installs what it needs: Debian packages (as root), then a .venv.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench
+.PHONY: deps demo serve test bench
 
 $(BIN)/callgate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +17,18 @@ $(BIN)/callgate: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(BIN)/callgate
-	$(BIN)/callgate --config examples/callgate.toml --db demo.db \
-		check --from 0612345678 --to 0612345678 --purpose service
+deps:
+	./scripts/install-system-deps
 
-test: $(BIN)/callgate
+demo: deps $(BIN)/callgate
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m harness.demo
+
+serve: deps $(BIN)/callgate
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m harness.demo --serve
+
+test: deps $(BIN)/callgate
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
 bench: $(BIN)/callgate
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/core.py

@@ -1,0 +1,155 @@
+"""The main job, locally: Asterisk + `callgate run` on SQLite, and a few real calls.
+
+    python -m harness.demo            # place the demo calls, show what happened, stop
+    python -m harness.demo --serve    # then keep running for a softphone, until Ctrl-C
+
+Brings up the cached Debian-unstable Asterisk with asterisk-conf/, a sipp carrier, and
+`callgate run` with a demo configuration and a fresh SQLite store in ./demo/. Then the
+agent 1001 (a sipp softphone) places calls: compliant, rewritten, rejected, emergency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.asterisk import REPO, AsteriskInstance, Ports, ensure_root
+from harness.gate import GateProcess, callgate_command, write_config
+from harness.sipp import Carrier, free_port, place_call
+
+CALLS = (
+    ("compliant: an NPV of the company", "+33948000001", "0612345678"),
+    ("rewritten: the agent's own mobile as caller ID", "0612345678", "0612345678"),
+    ("rejected: no consent from this callee", "+33948000001", "0687654321"),
+    ("emergency: 112, routed before the gate", "0612345678", "112"),
+)
+SIP_ANSWERS = {486: "reached the carrier (it answers busy)", 403: "refused by callgate (cause 21)"}
+
+
+def _port(preferred: int) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", action="store_true", help="keep running for a softphone")
+    parser.add_argument("--workdir", default=str(REPO / "demo"))
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(exist_ok=True)
+    db = workdir / "callgate.db"
+    for stale in workdir.glob("callgate.db*"):
+        stale.unlink()
+    password = secrets.token_urlsafe(16)
+    password_file = workdir / "ari-password"
+    password_file.write_text(password)
+    password_file.chmod(0o600)
+    ports = Ports(sip=_port(5060), http=_port(8088), carrier=_port(5070))
+    config = write_config(
+        workdir / "callgate.toml", db=db, ari_url=f"http://127.0.0.1:{ports.http}",
+        password_file=password_file,
+    )  # fmt: skip
+
+    print("callgate demo: a local Asterisk 22, `callgate run` on SQLite, sipp as agent and carrier")
+    asterisk = AsteriskInstance("demo", ports, password, root=ensure_root())
+    carrier = Carrier(ports.carrier, workdir)
+    gate = GateProcess(
+        config, workdir / "gate.log", ari_url=asterisk.ari_url, ari_password=password
+    )
+    try:
+        asterisk.start()
+        carrier.start()
+        _cli(config, "consent", "add", "--to", "0612345678", "--source", "demo",
+             "--proof", "demo consent")  # fmt: skip
+        _cli(config, "consent", "add", "--to", "0612345678", "--scope", "out_of_hours",
+             "--source", "demo", "--proof", "demo consent, any hour")  # fmt: skip
+        gate.start()
+        print(f"Asterisk SIP on 127.0.0.1:{ports.sip}, ARI on {asterisk.ari_url}; "
+              f"store {db}\n")  # fmt: skip
+        for title, caller, number in CALLS:
+            _demo_call(title, caller, number, ports, carrier, db, workdir)
+        print(_softphone_help(ports))
+        if args.serve:
+            print("Serving; Ctrl-C to stop.")
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        gate.stop()
+        carrier.stop()
+        asterisk.stop()
+    return 0
+
+
+def _cli(config: Path, *args: str) -> None:
+    subprocess.run(
+        [*callgate_command(), "--config", str(config), *args],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _demo_call(
+    title: str, caller: str, number: str, ports: Ports, carrier: Carrier, db: Path, workdir: Path
+) -> None:
+    invites_before = len(carrier.invites())
+    decisions_before = _decision_count(db)
+    result = place_call(
+        pbx_port=ports.sip, agent="1001", password="demo-1001", caller=caller, number=number,
+        workdir=workdir,
+    )  # fmt: skip
+    time.sleep(0.2)
+    print(f"* {title}")
+    print(f"  agent 1001 dials {number}, presenting {caller}")
+    answer = SIP_ANSWERS.get(result.final or 0, "no answer")
+    print(f"  agent got: SIP {result.final} ({answer})")
+    for invite in carrier.invites()[invites_before:]:
+        print(f"  carrier received: INVITE to {invite.uri_user}, From {invite.from_user}, "
+              f"P-Asserted-Identity {invite.pai_user}")  # fmt: skip
+    if len(carrier.invites()) == invites_before:
+        print("  carrier received: nothing")
+    for verdict, reasons, retry in _decisions(db)[decisions_before:]:
+        codes = [f"{r['code']}" for r in json.loads(reasons)]
+        print(f"  callgate: {verdict.upper()} {', '.join(codes) or '(no reason needed)'}"
+              + (f", retry after {retry}" if retry else ""))  # fmt: skip
+        for reason in json.loads(reasons):
+            print(f"    {reason['code']}: {reason['message']}")
+    if _decision_count(db) == decisions_before:
+        print("  callgate: not asked (emergency numbers bypass the gate)")
+    print()
+
+
+def _decisions(db: Path) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT verdict, reasons, retry_after FROM decisions ORDER BY at"
+        ).fetchall()
+
+
+def _decision_count(db: Path) -> int:
+    return len(_decisions(db)) if db.exists() else 0
+
+
+def _softphone_help(ports: Ports) -> str:
+    return f"""To try more with a softphone (Linphone, Zoiper, baresip) on this machine:
+  account 1001, password demo-1001, server 127.0.0.1:{ports.sip} (UDP)
+  dial 0612345678 (consented: goes through), any other 06/07 number (refused: no consent),
+  or 112 (emergency: never gated). Record consents with
+  `callgate --config demo/callgate.toml consent add --to NUMBER`.
+Run `make serve` to keep the demo PBX up while you try."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
