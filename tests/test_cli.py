@@ -293,3 +293,26 @@ def test_twenty_concurrent_processes_one_slot_left_exactly_one_allowed(run):
         if r.returncode == 1
     }
     assert codes == {("CAP_30_DAYS",)}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[ari]\nurl = 'ftp://x'\n", "ari.url"),
+        ("[ari]\ndecision_timeout = 0\n", "ari.decision_timeout"),
+        ("[ari]\nmax_concurrent = 0\n", "ari.max_concurrent"),
+        ("[ari]\npassword = 'inline'\n", "ari.password: unknown key"),
+    ],
+)
+def test_a_bad_ari_section_stops_naming_the_key(run, tmp_path, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    result = run("run", config=config, check_status=2)
+    assert message in result.stderr
+
+
+def test_run_without_an_ari_password_says_so(run, tmp_path):
+    config = tmp_path / "nopass.toml"
+    config.write_text("[ari]\nurl = 'http://127.0.0.1:1'\n")
+    result = run("run", config=config, check_status=2)
+    assert "ari.password_file: not set" in result.stderr
