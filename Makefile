@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: deps demo serve test bench
+.PHONY: deps demo serve test bench clean-asterisk
 
 $(BIN)/callgate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ test: deps $(BIN)/callgate
 bench: $(BIN)/callgate
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/core.py
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/optout_import.py
+
+# Remove the cached Asterisk root (its /proc is mounted while Asterisk may run in it).
+clean-asterisk:
+	-umount /var/cache/callgate/asterisk-root/proc 2>/dev/null
+	rm -rf /var/cache/callgate/asterisk-root
