@@ -154,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(handler=_run)
 
+    agi = commands.add_parser("agi", help="the FastAGI gate, and the agents' refusal key")
+    agi.add_argument("--listen", help="HOST:PORT (default: [agi] listen, 127.0.0.1:4573)")
+    agi.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    agi.set_defaults(handler=_agi)
+
     db = commands.add_parser("db", help="the store itself")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(handler=_db)
@@ -413,18 +418,10 @@ async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
     from ari_app.client import AriClient
     from ari_app.gate import AriGate
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    _service_logging(args.log_level)
     settings = config.ari
     password = settings.password()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     logging.getLogger("callgate").info(
         "callgate run: store %s, ARI %s, app %r", _safe_url(store_url(args, config)),
         settings.url, settings.app,
@@ -432,6 +429,40 @@ async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
     async with AriClient(settings.url, settings.username, password, settings.app) as client:
         why = await AriGate(client, store, config).run(stop)
     return EXIT_OK if why == "stopped" else EXIT_REJECT
+
+
+async def _agi(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from agi.server import AgiGate
+
+    _service_logging(args.log_level)
+    listen = args.listen or config.agi.listen
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--listen: {listen!r} is not HOST:PORT, such as 127.0.0.1:4573")
+    stop = _stop_on_signals()
+    logging.getLogger("callgate").info("callgate agi: store %s", _safe_url(store_url(args, config)))
+    try:
+        await AgiGate(store, config).serve(host, int(port), stop)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {listen}: {error.strerror}") from None
+    return EXIT_OK
+
+
+def _service_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 def _safe_url(url: str) -> str:

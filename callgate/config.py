@@ -15,6 +15,7 @@ from callgate.numbering import DEFAULT_NPV_PREFIXES, Kind, Number, Territory, pa
 
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
+    "AgiSettings",
     "AriSettings",
     "Company",
     "Config",
@@ -83,6 +84,18 @@ class AriSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AgiSettings:
+    listen: str = "127.0.0.1:4573"  # loopback: Asterisk runs on the same host
+    max_concurrent: int = 256
+    decision_timeout: float = 1.5  # seconds; well inside Asterisk's 2 s FastAGI timeout
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     store_url: str = DEFAULT_STORE
     # SQLite: "full" syncs every commit to disk (no attempt lost even on power loss);
@@ -91,6 +104,7 @@ class Config:
     rules: RuleSettings = field(default_factory=RuleSettings)
     companies: Mapping[str, Company] = field(default_factory=lambda: MappingProxyType({}))
     ari: AriSettings = field(default_factory=AriSettings)
+    agi: AgiSettings = field(default_factory=AgiSettings)
     sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
@@ -102,8 +116,8 @@ class Config:
 
 
 # Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
-_SERVICE_SECTIONS = ("agi", "api", "log")
-_KNOWN_TOP = {"store", "rules", "companies", "ari", *_SERVICE_SECTIONS}
+_SERVICE_SECTIONS = ("api", "log")
+_KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", *_SERVICE_SECTIONS}
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -145,6 +159,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         synchronous=synchronous,
         rules=_rules(_table(data, "rules")),
         ari=_ari(_table(data, "ari")),
+        agi=_agi(_table(data, "agi")),
         companies=MappingProxyType(companies),
         sections=MappingProxyType(sections),
         source=source,
@@ -194,14 +209,7 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
     url = _get(table, "url", str, p, default.url)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"ari.url: {url!r} is not an http:// or https:// URL")
-    max_concurrent = _get(table, "max_concurrent", int, p, default.max_concurrent)
-    if max_concurrent < 1:
-        raise ConfigError("ari.max_concurrent: must be 1 or more")
-    timeout = table.get("decision_timeout", default.decision_timeout)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 30:
-        raise ConfigError(
-            f"ari.decision_timeout: expected seconds between 0 and 30, got {timeout!r}"
-        )
+    max_concurrent, timeout = _limits(table, p, default.max_concurrent, default.decision_timeout)
     return AriSettings(
         url=url.rstrip("/"),
         username=_get(table, "username", str, p, default.username),
@@ -210,6 +218,33 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
         max_concurrent=max_concurrent,
         decision_timeout=float(timeout),
     )
+
+
+def _agi(table: Mapping[str, Any]) -> AgiSettings:
+    p = "agi."
+    _no_unknown_keys(table, {"listen", "max_concurrent", "decision_timeout"}, p)
+    default = AgiSettings()
+    listen = _get(table, "listen", str, p, default.listen)
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"agi.listen: {listen!r} is not HOST:PORT, such as 127.0.0.1:4573")
+    max_concurrent, timeout = _limits(table, p, default.max_concurrent, default.decision_timeout)
+    return AgiSettings(listen=listen, max_concurrent=max_concurrent, decision_timeout=timeout)
+
+
+def _limits(
+    table: Mapping[str, Any], p: str, max_default: int, timeout_default: float
+) -> tuple[int, float]:
+    """A gate's max_concurrent and decision_timeout, checked."""
+    max_concurrent = _get(table, "max_concurrent", int, p, max_default)
+    if max_concurrent < 1:
+        raise ConfigError(f"{p}max_concurrent: must be 1 or more")
+    timeout = table.get("decision_timeout", timeout_default)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 30:
+        raise ConfigError(
+            f"{p}decision_timeout: expected seconds between 0 and 30, got {timeout!r}"
+        )
+    return max_concurrent, float(timeout)
 
 
 def _npv(value: Any) -> Mapping[str, frozenset[Territory]]:

@@ -55,6 +55,7 @@ class Ports:
     sip: int
     http: int
     carrier: int
+    agi: int = 4573
 
 
 def set_option(text: str, section: str, key: str, value: str) -> str:
@@ -89,12 +90,14 @@ class AsteriskInstance:
         *,
         root: Path | None = None,
         globals_: dict[str, str] | None = None,
+        flavour: str = "ari",
     ) -> None:
         self.name = name
         self.ports = ports
         self.ari_password = ari_password
         self.root = root
         self.globals = globals_ or {}
+        self.flavour = flavour
         base = Path("/srv/callgate") / name
         self.inside = base  # the instance's folder as Asterisk sees it
         self.outside = (root / base.relative_to("/")) if root else Path("/tmp/callgate-ast") / name
@@ -126,6 +129,7 @@ class AsteriskInstance:
         self._edit(etc / "ari.conf", "callgate", "password", self.ari_password)
         for key, value in self.globals.items():
             self._edit(etc / "extensions.conf", "globals", key, value)
+        self._choose_flavour(etc)
         # Debian's own asterisk.conf, with this instance's directories.
         system_conf = (self.root or Path("/")) / "etc/asterisk/asterisk.conf"
         text = system_conf.read_text()
@@ -140,6 +144,21 @@ class AsteriskInstance:
         (etc / "logger.conf").write_text(
             "[general]\n[logfiles]\nmessages.log => notice,warning,error\n"
         )
+
+    def _choose_flavour(self, etc: Path) -> None:
+        """Switch the one include that picks ARI or AGI, and point AGI at our port."""
+        extensions = (etc / "extensions.conf").read_text()
+        if self.flavour == "agi":
+            extensions = extensions.replace(
+                "include => callgate-via-ari\n;include => callgate-via-agi",
+                ";include => callgate-via-ari\ninclude => callgate-via-agi",
+            )
+        for name in ("extensions.conf", "features.conf"):
+            path = etc / name
+            text = extensions if name == "extensions.conf" else path.read_text()
+            path.write_text(
+                text.replace("agi://127.0.0.1:4573/", f"agi://127.0.0.1:{self.ports.agi}/")
+            )
 
     @staticmethod
     def _edit(path: Path, section: str, key: str, value: str) -> None:

@@ -30,10 +30,19 @@ def callgate_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "callgate"]
 
 
-def write_config(path: Path, *, db: Path, ari_url: str, password_file: Path, **rules: Any) -> Path:
+def write_config(
+    path: Path,
+    *,
+    db: Path,
+    ari_url: str,
+    password_file: Path,
+    agi_port: int = 4573,
+    **rules: Any,
+) -> Path:
     lines = [
         "[store]", f'url = "{db}"', 'synchronous = "normal"', "",
         "[ari]", f'url = "{ari_url}"', f'password_file = "{password_file}"', "",
+        "[agi]", f'listen = "127.0.0.1:{agi_port}"', "",
         "[rules]", *(f"{key} = {json.dumps(value)}" for key, value in rules.items()), "",
         "[[companies]]", 'id = "acme"', 'name = "ACME"',
         'numbers = ["+33948000001", "+33947700001", "+33140000000"]', "",
@@ -70,8 +79,12 @@ class GateProcess:
         ari_url: str,
         ari_password: str,
         fake_now: str | None = None,
+        command: str = "run",
     ) -> None:
         self.config, self.log = config, log
+        self.command = command
+        # What the service logs once it is ready to take calls.
+        self.ready = "connected to ARI" if command == "run" else "FastAGI gate listening"
         self.ari_url, self.ari_password = ari_url, ari_password
         self.fake_now = fake_now
         self.process: subprocess.Popen[bytes] | None = None
@@ -87,28 +100,24 @@ class GateProcess:
         return env
 
     def _connections(self) -> int:
-        return (
-            self.log.read_text(errors="replace").count("connected to ARI")
-            if self.log.exists()
-            else 0
-        )
+        return self.log.read_text(errors="replace").count(self.ready) if self.log.exists() else 0
 
     def start(self, timeout: float = 15) -> None:
         before = self._connections()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [*callgate_command(), "run"], env=self.environment(),
+                [*callgate_command(), self.command], env=self.environment(),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"callgate run exited:\n{self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"callgate exited:\n{self.log.read_text()[-2000:]}")
             if self._connections() > before:
                 return
             time.sleep(0.05)
         raise RuntimeError(
-            f"callgate run did not register its ARI app:\n{self.log.read_text()[-2000:]}"
+            f"callgate {self.command} did not get ready:\n{self.log.read_text()[-2000:]}"
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:

@@ -129,12 +129,13 @@ def place_call(
     number: str,
     workdir: Path,
     timeout: float = 20,
+    scenario: str = "agent.xml",
 ) -> CallResult:
     """One call from an agent's softphone; returns the final answer the agent got."""
     trace = workdir / f"agent-{agent}-{number}-{time.monotonic_ns()}.log"
     subprocess.run(
         [
-            _sipp(), "127.0.0.1:" + str(pbx_port), "-sf", str(SCENARIOS / "agent.xml"),
+            _sipp(), "127.0.0.1:" + str(pbx_port), "-sf", str(SCENARIOS / scenario),
             "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", "-s", number,
             "-au", agent, "-ap", password,
             "-key", "agent", agent, "-key", "caller", caller,

@@ -81,6 +81,9 @@ class Store(Protocol):
 
     async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int: ...
 
+    async def decision_key(self, decision_id: str) -> tuple[str, str] | None:
+        """The (company, callee) a recorded decision was about, if it exists."""
+
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int: ...
 
     async def revoke_consents(

@@ -210,6 +210,14 @@ class SqliteStore:
             (company, callee, to_micros(at), source),
         )
 
+    async def decision_key(self, decision_id: str) -> tuple[str, str] | None:
+        rows = await self._select(
+            "SELECT company, callee FROM decisions WHERE id = :id AND company IS NOT NULL"
+            " AND callee IS NOT NULL",
+            {"id": decision_id},
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
         return await self._write(
             "INSERT INTO consents"

@@ -1,0 +1,185 @@
+"""The FastAGI gate (`callgate agi`): the same decision as the ARI gate, for AGI dialplans.
+
+Built on panoramisk's Request and AGI result parser, with our own connection handler:
+panoramisk 1.4's handler spins forever on a connection closed before the AGI headers
+end (a health check, a port probe), freezing every later request. Here every read stops
+at EOF, the headers have a deadline, and each route is an ``async def`` in one table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from panoramisk.fast_agi import Request
+from panoramisk.utils import parse_agi_result
+
+from callgate.config import Config
+from callgate.dialplan import RESULT_VARIABLE, InputError, encode_result, request_from_channel
+from callgate.gate import check_call, gate_error
+from callgate.model import CallRequest, Decision
+from callgate.store import Store, StoreError
+
+__all__ = ["AgiGate", "AgiHangup", "parse_headers"]
+
+log = logging.getLogger("callgate.agi")
+
+HEADER_TIMEOUT = 2.0  # Asterisk sends its headers at once; a silent client is a probe
+
+
+class AgiHangup(Exception):
+    """The channel hung up or the connection closed: stop talking to it."""
+
+
+class _Request(Request):
+    """panoramisk's Request, with EOF and HANGUP ending the conversation."""
+
+    async def _read_result(self) -> dict[str, Any]:
+        line = await self.reader.readline()
+        if not line:
+            raise AgiHangup("connection closed")
+        result: dict[str, Any] = parse_agi_result(line.decode(self.encoding).rstrip("\r\n"))
+        if result.get("error") == "AGIResultHangup":
+            raise AgiHangup("channel hung up")
+        return result
+
+
+def parse_headers(lines: list[bytes]) -> dict[str, str]:
+    """``agi_name: value`` lines, as Asterisk sends them before the first command."""
+    headers = {}
+    for raw in lines:
+        name, sep, value = raw.decode("utf-8", "replace").rstrip("\r\n").partition(": ")
+        if sep:
+            headers[name] = value
+    return headers
+
+
+def agi_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+Route = Callable[[_Request], Awaitable[None]]
+
+
+class AgiGate:
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self.deadline = config.agi.decision_timeout
+        self._slots = asyncio.Semaphore(config.agi.max_concurrent)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.routes: dict[str, Route] = {"check": self.check, "refused": self.refused}
+
+    async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
+        server = await asyncio.start_server(self._connection, host, port)
+        log.info("FastAGI gate listening on %s:%d", host, port)
+        async with server:
+            await stop.wait()
+            server.close()
+            # Let the requests in flight finish (they are short), then go.
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=self.deadline + 0.5)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            headers = await self._headers(reader)
+            if headers is None:
+                return
+            script = headers.get("agi_network_script", "")
+            route = self.routes.get(script)
+            if route is None:
+                log.error("no FastAGI route %r (known: %s)", script, ", ".join(self.routes))
+                return
+            await route(_Request(app=None, headers=headers, reader=reader, writer=writer))
+        except (AgiHangup, ConnectionError) as error:
+            log.info("FastAGI connection ended early: %s", error)
+        except Exception:
+            # The dialplan fails closed on its own: no verdict set means no dial.
+            log.exception("FastAGI request failed")
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _headers(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
+        lines: list[bytes] = []
+        try:
+            async with asyncio.timeout(HEADER_TIMEOUT):
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        return None  # closed before the headers ended: a probe
+                    if line in (b"\n", b"\r\n"):
+                        return parse_headers(lines)
+                    lines.append(line)
+        except TimeoutError:
+            log.info("FastAGI client sent no complete headers within %g s", HEADER_TIMEOUT)
+            return None
+
+    # ------------------------------------------------------------ routes
+
+    async def check(self, request: _Request) -> None:
+        """AGI(agi://host:4573/check,COMPANY,PURPOSE,CAMPAIGN,DEPT): decide, set the result."""
+        started = time.perf_counter()
+        headers = request.headers
+        decision = await self._decide(headers)
+        await request.send_command(
+            f"SET VARIABLE {RESULT_VARIABLE} {agi_quote(encode_result(decision))}"
+        )
+        log.info(
+            "%s %s -> %s as %s [%s] id=%s channel=%s %.1f ms",
+            decision.verdict.value.upper(), decision.caller_in or "-", decision.callee or "-",
+            decision.caller_out or "-", ",".join(decision.codes), decision.decision_id,
+            headers.get("agi_channel", "-"), (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+
+    async def _decide(self, headers: dict[str, str]) -> Decision:
+        now = datetime.now(UTC)
+        caller = headers.get("agi_callerid", "")
+        if caller == "unknown":
+            caller = ""  # Asterisk's word for "no caller ID"
+        callee = headers.get("agi_extension", "")
+        variables = {
+            "CALLGATE_COMPANY": headers.get("agi_arg_1", ""),
+            "CALLGATE_PURPOSE": headers.get("agi_arg_2", ""),
+            "CALLGATE_CAMPAIGN": headers.get("agi_arg_3", ""),
+            "CALLGATE_DEPT": headers.get("agi_arg_4", ""),
+        }
+        try:
+            call = request_from_channel(caller, callee, variables)
+        except InputError as error:
+            return gate_error(CallRequest(caller, callee, None), now, str(error))
+        try:
+            async with asyncio.timeout(self.deadline), self._slots:
+                return await check_call(
+                    self.store, self.config, call, now, record=True,
+                    channel=headers.get("agi_uniqueid"),
+                )  # fmt: skip
+        except TimeoutError:
+            return gate_error(call, now, f"no decision within {self.deadline:g} s")
+        except StoreError as error:
+            return gate_error(call, now, str(error))
+
+    async def refused(self, request: _Request) -> None:
+        """The agent's refusal key: record that the callee refused, then confirm it."""
+        reply = await request.send_command("GET VARIABLE CALLGATE_DECISION_ID")
+        is_set, decision_id = reply.get("result", ("0", ""))
+        found = await self.store.decision_key(decision_id) if is_set == "1" else None
+        if found is None:
+            channel = request.headers.get("agi_channel")
+            log.error("refusal key on %s: this call has no callgate decision", channel)
+            await request.send_command('EXEC Playback "beeperr"')
+            return
+        company, callee = found
+        await self.store.add_refusal(company, callee, datetime.now(UTC), "agent-key")
+        log.info("REFUSED %s by %s (decision %s)", callee, company, decision_id)
+        await request.send_command('EXEC Playback "beep"')
