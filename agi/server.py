@@ -21,7 +21,7 @@ from panoramisk.utils import parse_agi_result
 
 from callgate.config import Config
 from callgate.dialplan import RESULT_VARIABLE, InputError, encode_result, request_from_channel
-from callgate.gate import check_call, gate_error
+from callgate.gate import check_call, gate_error, log_line
 from callgate.model import CallRequest, Decision
 from callgate.store import Store, StoreError
 
@@ -135,12 +135,8 @@ class AgiGate:
         await request.send_command(
             f"SET VARIABLE {RESULT_VARIABLE} {agi_quote(encode_result(decision))}"
         )
-        log.info(
-            "%s %s -> %s as %s [%s] id=%s channel=%s %.1f ms",
-            decision.verdict.value.upper(), decision.caller_in or "-", decision.callee or "-",
-            decision.caller_out or "-", ",".join(decision.codes), decision.decision_id,
-            headers.get("agi_channel", "-"), (time.perf_counter() - started) * 1000,
-        )  # fmt: skip
+        channel = headers.get("agi_channel")
+        log.info("%s", log_line(decision, channel, time.perf_counter() - started))
 
     async def _decide(self, headers: dict[str, str]) -> Decision:
         now = datetime.now(UTC)

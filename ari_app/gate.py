@@ -27,7 +27,7 @@ from callgate.dialplan import (
     encode_result,
     request_from_channel,
 )
-from callgate.gate import check_call, gate_error
+from callgate.gate import check_call, gate_error, log_line
 from callgate.model import CallRequest, Decision
 from callgate.store import Store, StoreError
 
@@ -173,7 +173,7 @@ class AriGate:
             # The channel stays in Stasis: the dialplan's absolute timeout hangs it up.
             log.error("channel %s: ARI unreachable with the verdict: %s", channel_id, error)
             return
-        _log_decision(decision, channel_id, time.perf_counter() - started)
+        log.info("%s", log_line(decision, channel_id, time.perf_counter() - started))
 
     async def _decide(self, channel: dict[str, Any]) -> Decision:
         now = self.clock()
@@ -218,21 +218,6 @@ class AriGate:
                 await self.client.continue_in_dialplan(channel_id)
             except (AriError, aiohttp.ClientError):
                 await self._hang_up(channel_id)
-
-
-def _log_decision(decision: Decision, channel_id: str, seconds: float) -> None:
-    log.info(
-        "%s %s -> %s as %s [%s] retry=%s id=%s channel=%s %.1f ms",
-        decision.verdict.value.upper(),
-        decision.caller_in or "-",
-        decision.callee or "-",
-        decision.caller_out or "-",
-        ",".join(decision.codes),
-        decision.retry_after.isoformat() if decision.retry_after else "-",
-        decision.decision_id,
-        channel_id,
-        seconds * 1000,
-    )
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -18,7 +18,7 @@ from callgate.policy import decide
 from callgate.rules import get_pack
 from callgate.store import Store, StoreError
 
-__all__ = ["check_call", "gate_error", "new_decision_id", "resolve_request"]
+__all__ = ["check_call", "gate_error", "log_line", "new_decision_id", "resolve_request"]
 
 
 def new_decision_id() -> str:
@@ -64,6 +64,16 @@ async def check_call(
         )  # fmt: skip
     except sqlite3.Error as error:
         raise StoreError(f"the store failed: {error}") from error
+
+
+def log_line(decision: Decision, channel: str | None, seconds: float) -> str:
+    """One line per decision, the same for every gate."""
+    return (
+        f"{decision.verdict.value.upper()} {decision.caller_in or '-'} -> {decision.callee or '-'}"
+        f" as {decision.caller_out or '-'} [{','.join(decision.codes)}]"
+        f" retry={decision.retry_after.isoformat() if decision.retry_after else '-'}"
+        f" id={decision.decision_id} channel={channel or '-'} {seconds * 1000:.1f} ms"
+    )
 
 
 def gate_error(request: CallRequest, now: datetime, message: str, ruleset: str = "") -> Decision:

@@ -38,32 +38,50 @@ class Pbx:
     password: str
     workdir: Path
 
-    def call(self, caller: str, number: str) -> CallResult:
+    def call(self, caller: str, number: str, scenario: str = "agent.xml") -> CallResult:
         return place_call(
             pbx_port=self.asterisk.ports.sip, agent=AGENT, password=AGENT_PASSWORD,
-            caller=caller, number=number, workdir=self.workdir,
+            caller=caller, number=number, workdir=self.workdir, scenario=scenario,
         )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def pbx(tmp_path_factory):
+def _start_pbx(tmp_path_factory, flavour: str):
     for tool in ("sipp",):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: apt-get install sip-tester (or CALLGATE_SKIP_E2E=1)")
-    workdir = tmp_path_factory.mktemp("pbx")
+    workdir = tmp_path_factory.mktemp(f"pbx-{flavour}")
     password = secrets.token_urlsafe(16)
-    ports = Ports(sip=free_port(), http=free_port(), carrier=free_port())
+    ports = Ports(sip=free_port(), http=free_port(), carrier=free_port(), agi=free_port())
     # No announcement on rejections: the tests want the SIP answer at once.
     asterisk = AsteriskInstance(
-        f"e2e-{os.getpid()}", ports, password, root=ensure_root(),
-        globals_={"CALLGATE_ANNOUNCE": "no"},
+        f"e2e-{flavour}-{os.getpid()}", ports, password, root=ensure_root(),
+        globals_={"CALLGATE_ANNOUNCE": "no"}, flavour=flavour,
     )  # fmt: skip
     asterisk.start()
     carrier = Carrier(ports.carrier, workdir)
     carrier.start()
-    yield Pbx(asterisk, carrier, password, workdir)
-    carrier.stop()
-    asterisk.stop()
+    return Pbx(asterisk, carrier, password, workdir)
+
+
+def _stop_pbx(pbx: Pbx) -> None:
+    pbx.carrier.stop()
+    pbx.asterisk.stop()
+
+
+@pytest.fixture(scope="session")
+def pbx(tmp_path_factory):
+    """Asterisk gating through ARI (Stasis)."""
+    started = _start_pbx(tmp_path_factory, "ari")
+    yield started
+    _stop_pbx(started)
+
+
+@pytest.fixture(scope="session")
+def pbx_agi(tmp_path_factory):
+    """Asterisk gating through FastAGI."""
+    started = _start_pbx(tmp_path_factory, "agi")
+    yield started
+    _stop_pbx(started)
 
 
 @dataclass
@@ -76,23 +94,25 @@ class Site:
     workdir: Path
     gates: list[GateProcess]
 
-    def gate(self, fake_now: str | None = MONDAY_11H_UTC) -> GateProcess:
+    def gate(self, fake_now: str | None = MONDAY_11H_UTC, command: str = "run") -> GateProcess:
         gate = GateProcess(
             self.config, self.workdir / "gate.log", ari_url=self.pbx.asterisk.ari_url,
-            ari_password=self.pbx.password, fake_now=fake_now,
+            ari_password=self.pbx.password, fake_now=fake_now, command=command,
         )  # fmt: skip
         self.gates.append(gate)
         return gate
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "CALLGATE_CONFIG": str(self.config)}
         env.pop("CALLGATE_DB", None)
-        return subprocess.run(
-            [*callgate_command(), *args], env=env, capture_output=True, text=True, check=True
+        result = subprocess.run(
+            [*callgate_command(), *args], env=env, capture_output=True, text=True
         )
+        assert result.returncode == status, result.stderr
+        return result
 
-    def consent(self, number: str, scope: str = "prospecting") -> None:
-        self.cli("consent", "add", "--to", number, "--at", "2026-01-01", "--scope", scope)
+    def consent(self, number: str, scope: str = "prospecting", at: str = "2026-01-01") -> None:
+        self.cli("consent", "add", "--to", number, "--at", at, "--scope", scope)
 
     def decisions(self) -> list[tuple]:
         if not self.db.exists():
@@ -108,17 +128,26 @@ class Site:
         return log.read_text() if log.exists() else ""
 
 
-@pytest.fixture
-def site(pbx, tmp_path):
+def _site(pbx: Pbx, tmp_path: Path):
     password_file = tmp_path / "ari-password"
     password_file.write_text(pbx.password)
     password_file.chmod(0o600)
     db = tmp_path / "callgate.db"
     config = write_config(
         tmp_path / "callgate.toml", db=db, ari_url=pbx.asterisk.ari_url,
-        password_file=password_file,
+        password_file=password_file, agi_port=pbx.asterisk.ports.agi,
     )  # fmt: skip
     site = Site(pbx, config, db, tmp_path, [])
     yield site
     for gate in site.gates:
         gate.kill()
+
+
+@pytest.fixture
+def site(pbx, tmp_path):
+    yield from _site(pbx, tmp_path)
+
+
+@pytest.fixture
+def site_agi(pbx_agi, tmp_path):
+    yield from _site(pbx_agi, tmp_path)
