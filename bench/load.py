@@ -17,6 +17,7 @@ seconds Asterisk and callgate used per second. Prints Markdown for docs/benchmar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import secrets
@@ -80,7 +81,9 @@ def patch_for_load(asterisk: AsteriskInstance, flavour: str) -> None:
     asterisk.rx("dialplan reload")
 
 
-def run_step(flavour, rate, seconds, pbx_port, scenario, numbers, workdir, asterisk, gate_pid) -> Step:
+def run_step(
+    flavour, rate, seconds, pbx_port, scenario, numbers, workdir, asterisk, gate_pid
+) -> Step:
     calls = int(rate * seconds)
     prefix = workdir / f"{flavour}-{rate}"
     before = (time.perf_counter(), cpu_seconds(asterisk.process.pid), cpu_seconds(gate_pid))
@@ -115,10 +118,8 @@ def read_rtts(workdir: Path) -> list[float]:
         for line in path.read_text().splitlines()[1:]:
             parts = line.split(";")
             if len(parts) >= 2:
-                try:
+                with contextlib.suppress(ValueError):  # a header or a torn last line
                     values.append(float(parts[1]))
-                except ValueError:
-                    pass
         path.unlink()
     return values
 
@@ -196,12 +197,17 @@ def main() -> None:
             asterisk.stop()
 
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; {args.seconds:g} s per step\n")
-    print("| flavour | offered calls/s | calls | failed | sustained calls/s | mean ms | p50 ms | p99 ms | Asterisk CPU | gate CPU |")
+    columns = (
+        "flavour", "offered calls/s", "calls", "failed", "sustained calls/s", "mean ms",
+        "p50 ms", "p99 ms", "Asterisk CPU", "gate CPU",
+    )  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for s in steps:
         print(
             f"| {s.flavour} | {s.rate} | {s.calls} | {s.failed} | {s.calls / s.seconds:.0f} | "
-            f"{s.mean_ms:.1f} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.asterisk_cpu:.2f} | {s.gate_cpu:.2f} |"
+            f"{s.mean_ms:.1f} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | "
+            f"{s.asterisk_cpu:.2f} | {s.gate_cpu:.2f} |"
         )
 
 

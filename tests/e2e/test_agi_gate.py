@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import sqlite3
+import threading
 import time
 
 CALLEE = "0612345678"
@@ -107,3 +110,26 @@ def test_the_refusal_key_works_with_the_ari_gate_too(pbx, site):
 
 def _last_line(log: str, marker: str) -> str:
     return next(line for line in reversed(log.splitlines()) if marker in line)
+
+
+def test_killing_callgate_agi_mid_decision_lets_no_call_through(pbx_agi, site_agi):
+    site_agi.consent(CALLEE)
+    gate = site_agi.gate(command="agi")
+    gate.start()
+    before = len(pbx_agi.carrier.invites())
+    holder = sqlite3.connect(site_agi.db, isolation_level=None, timeout=10)
+    holder.execute("BEGIN IMMEDIATE")  # the decision waits on the store
+    results = []
+    caller = threading.Thread(target=lambda: results.append(pbx_agi.call(NPV, CALLEE)))
+    caller.start()
+    deadline = time.monotonic() + 5
+    # Wait until the channel sits in AGI(), its decision blocked on the store.
+    while "!AGI!" not in pbx_agi.asterisk.rx("core show channels concise"):
+        assert time.monotonic() < deadline, "the call never reached AGI()"
+        time.sleep(0.05)
+    gate.stop(signal.SIGKILL)
+    holder.execute("ROLLBACK")
+    holder.close()
+    caller.join(timeout=30)
+    assert results and results[0].final == REJECTED
+    assert new_invites(pbx_agi, before) == []
