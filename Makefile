@@ -30,9 +30,10 @@ test: deps $(BIN)/callgate
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
-bench: $(BIN)/callgate
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/core.py
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/optout_import.py
+bench: deps $(BIN)/callgate
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.core
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.optout_import
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load
 
 # Remove the cached Asterisk root (its /proc is mounted while Asterisk may run in it).
 clean-asterisk:

@@ -1,7 +1,7 @@
 """Core benchmark: decide() alone, and decide + SQLite check-and-record on a big store.
 
-    python bench/core.py                      # 10 million attempts, 1 million consents
-    python bench/core.py --attempts 1000000   # quicker
+    python -m bench.core                      # 10 million attempts, 1 million consents
+    python -m bench.core --attempts 1000000   # quicker
 
 Fills a fresh SQLite file (kept under --workdir for reruns), then measures, in one run:
 - decide() alone, on in-memory facts;

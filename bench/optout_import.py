@@ -1,7 +1,7 @@
 """Opposition import benchmark: `callgate optout import` of a big Bloctel-like file.
 
-    python bench/optout_import.py               # 1,000,000 lines
-    python bench/optout_import.py --lines 200000
+    python -m bench.optout_import               # 1,000,000 lines
+    python -m bench.optout_import --lines 200000
 
 Writes a CSV file (a header, then `number;date` lines in the national format, as a
 Bloctel result file has them), runs the real command on a fresh store twice (the second
