@@ -111,8 +111,12 @@ class Site:
         assert result.returncode == status, result.stderr
         return result
 
-    def consent(self, number: str, scope: str = "prospecting", at: str = "2026-01-01") -> None:
-        self.cli("consent", "add", "--to", number, "--at", at, "--scope", scope)
+    def consent(
+        self, number: str, scope: str = "prospecting", at: str | None = "2026-01-01"
+    ) -> None:
+        """A consent given at ``at`` (None: now, for the tests on the real clock)."""
+        when = ("--at", at) if at else ()
+        self.cli("consent", "add", "--to", number, *when, "--scope", scope)
 
     def decisions(self) -> list[tuple]:
         if not self.db.exists():

@@ -76,8 +76,8 @@ def test_a_call_outside_hours_never_reaches_the_carrier(pbx, site):
 
 def test_on_the_real_clock_a_consented_any_hour_call_goes_through(pbx, site):
     # Consent to be called out of hours too: allowed whatever the CI's wall-clock time.
-    site.consent(CALLEE)
-    site.consent(CALLEE, "out_of_hours")
+    site.consent(CALLEE, at=None)
+    site.consent(CALLEE, "out_of_hours", at=None)
     site.gate(fake_now=None).start()
     before = len(pbx.carrier.invites())
     assert pbx.call(NPV, CALLEE).final == BUSY
