@@ -20,10 +20,10 @@ from panoramisk.fast_agi import Request
 from panoramisk.utils import parse_agi_result
 
 from callgate.config import Config
-from callgate.dialplan import RESULT_VARIABLE, InputError, encode_result, request_from_channel
-from callgate.gate import check_call, gate_error, log_line
-from callgate.model import CallRequest, Decision
-from callgate.store import Store, StoreError
+from callgate.dialplan import INPUT_VARIABLES, RESULT_VARIABLE, encode_result
+from callgate.gate import CallDecider, log_line
+from callgate.model import Decision
+from callgate.store import Store
 
 __all__ = ["AgiGate", "AgiHangup", "parse_headers"]
 
@@ -71,7 +71,10 @@ class AgiGate:
         self.store = store
         self.config = config
         self.deadline = config.agi.decision_timeout
-        self._slots = asyncio.Semaphore(config.agi.max_concurrent)
+        self.decider = CallDecider(
+            store, config,
+            max_concurrent=config.agi.max_concurrent, deadline=config.agi.decision_timeout,
+        )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[str, Route] = {"check": self.check, "refused": self.refused}
 
@@ -84,6 +87,7 @@ class AgiGate:
             # Let the requests in flight finish (they are short), then go.
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.deadline + 0.5)
+            await self.decider.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -139,31 +143,18 @@ class AgiGate:
         log.info("%s", log_line(decision, channel, time.perf_counter() - started))
 
     async def _decide(self, headers: dict[str, str]) -> Decision:
-        now = datetime.now(UTC)
         caller = headers.get("agi_callerid", "")
-        if caller == "unknown":
-            caller = ""  # Asterisk's word for "no caller ID"
-        callee = headers.get("agi_extension", "")
         variables = {
-            "CALLGATE_COMPANY": headers.get("agi_arg_1", ""),
-            "CALLGATE_PURPOSE": headers.get("agi_arg_2", ""),
-            "CALLGATE_CAMPAIGN": headers.get("agi_arg_3", ""),
-            "CALLGATE_DEPT": headers.get("agi_arg_4", ""),
+            name: headers.get(f"agi_arg_{index}", "")
+            for index, name in enumerate(INPUT_VARIABLES, start=1)
         }
-        try:
-            call = request_from_channel(caller, callee, variables)
-        except InputError as error:
-            return gate_error(CallRequest(caller, callee, None), now, str(error))
-        try:
-            async with asyncio.timeout(self.deadline), self._slots:
-                return await check_call(
-                    self.store, self.config, call, now, record=True,
-                    channel=headers.get("agi_uniqueid"),
-                )  # fmt: skip
-        except TimeoutError:
-            return gate_error(call, now, f"no decision within {self.deadline:g} s")
-        except StoreError as error:
-            return gate_error(call, now, str(error))
+        return await self.decider.decide(
+            "" if caller == "unknown" else caller,  # Asterisk's word for "no caller ID"
+            headers.get("agi_extension", ""),
+            variables,
+            datetime.now(UTC),
+            headers.get("agi_uniqueid"),
+        )
 
     async def refused(self, request: _Request) -> None:
         """The agent's refusal key: record that the callee refused, then confirm it."""

@@ -20,16 +20,10 @@ import aiohttp
 
 from ari_app.client import AriClient, AriError
 from callgate.config import Config
-from callgate.dialplan import (
-    INPUT_VARIABLES,
-    RESULT_VARIABLE,
-    InputError,
-    encode_result,
-    request_from_channel,
-)
-from callgate.gate import check_call, gate_error, log_line
-from callgate.model import CallRequest, Decision
-from callgate.store import Store, StoreError
+from callgate.dialplan import INPUT_VARIABLES, RESULT_VARIABLE, encode_result
+from callgate.gate import CallDecider, log_line
+from callgate.model import Decision
+from callgate.store import Store
 
 __all__ = ["AriGate", "Backoff"]
 
@@ -67,7 +61,10 @@ class AriGate:
         self.store = store
         self.config = config
         self.clock = clock
-        self._slots = asyncio.Semaphore(config.ari.max_concurrent)
+        self.decider = CallDecider(
+            store, config,
+            max_concurrent=config.ari.max_concurrent, deadline=config.ari.decision_timeout,
+        )  # fmt: skip
         self._deadline = config.ari.decision_timeout
         # Every task started is kept here until it ends, with the channel it serves.
         self._inflight: dict[asyncio.Task[None], str] = {}
@@ -109,6 +106,7 @@ class AriGate:
                 outage_since = time.monotonic()
                 log.warning("ARI connection lost; reconnecting")
         await self._release_inflight()
+        await self.decider.close()
         return why
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event) -> str:
@@ -176,25 +174,13 @@ class AriGate:
         log.info("%s", log_line(decision, channel_id, time.perf_counter() - started))
 
     async def _decide(self, channel: dict[str, Any]) -> Decision:
-        now = self.clock()
-        caller = channel.get("caller", {}).get("number", "")
-        callee = channel.get("dialplan", {}).get("exten", "")
-        try:
-            request = request_from_channel(caller, callee, channel.get("channelvars") or {})
-        except InputError as error:
-            return gate_error(CallRequest(caller, callee, None), now, str(error))
-        try:
-            async with asyncio.timeout(self._deadline), self._slots:
-                return await check_call(
-                    self.store, self.config, request, now, record=True, channel=channel["id"]
-                )
-        except TimeoutError:
-            return gate_error(request, now, f"no decision within {self._deadline:g} s")
-        except StoreError as error:
-            return gate_error(request, now, str(error))
-        except Exception as error:  # fail closed on anything unforeseen, and say what
-            log.exception("channel %s: decision failed", channel["id"])
-            return gate_error(request, now, f"{type(error).__name__}: {error}")
+        return await self.decider.decide(
+            channel.get("caller", {}).get("number", ""),
+            channel.get("dialplan", {}).get("exten", ""),
+            channel.get("channelvars") or {},
+            self.clock(),
+            channel["id"],
+        )
 
     async def _hang_up(self, channel_id: str) -> None:
         # Already gone, or the dialplan's absolute timeout will hang it up.

@@ -6,19 +6,32 @@ ARI, AGI, the CLI and the API build a CallRequest, read the clock, and call
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from callgate.config import Config
+from callgate.dialplan import InputError, request_from_channel
 from callgate.model import CallRequest, Decision, Facts, Purpose, Reason, Verdict
 from callgate.numbering import parse_number
 from callgate.policy import decide
 from callgate.rules import get_pack
 from callgate.store import Store, StoreError
 
-__all__ = ["check_call", "gate_error", "log_line", "new_decision_id", "resolve_request"]
+__all__ = [
+    "CallDecider",
+    "check_call",
+    "gate_error",
+    "log_line",
+    "new_decision_id",
+    "resolve_request",
+]
+
+log = logging.getLogger("callgate.gate")
 
 
 def new_decision_id() -> str:
@@ -66,13 +79,69 @@ async def check_call(
         raise StoreError(f"the store failed: {error}") from error
 
 
+class CallDecider:
+    """What a gate does for each call: decide within a deadline, with at most so many
+    decisions at once, and fail closed on anything else. Shared by the ARI and AGI gates.
+    """
+
+    def __init__(self, store: Store, config: Config, *, max_concurrent: int, deadline: float):
+        self.store = store
+        self.config = config
+        self.deadline = deadline
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._logging: set[asyncio.Task[None]] = set()
+
+    async def decide(
+        self, caller: str, callee: str, variables: Mapping[str, str], now: datetime,
+        channel: str | None,
+    ) -> Decision:  # fmt: skip
+        try:
+            request = request_from_channel(caller, callee, variables)
+        except InputError as error:
+            return self._failed(CallRequest(caller, callee, None), now, str(error), channel)
+        try:
+            async with asyncio.timeout(self.deadline), self._slots:
+                return await check_call(
+                    self.store, self.config, request, now, record=True, channel=channel
+                )
+        except TimeoutError:
+            return self._failed(request, now, f"no decision within {self.deadline:g} s", channel)
+        except StoreError as error:
+            return self._failed(request, now, str(error), channel)
+        except Exception as error:  # fail closed on anything unforeseen, and say what
+            log.exception("decision failed on channel %s", channel)
+            return self._failed(request, now, f"{type(error).__name__}: {error}", channel)
+
+    def _failed(
+        self, request: CallRequest, now: datetime, message: str, channel: str | None
+    ) -> Decision:
+        decision = gate_error(resolve_request(request, self.config), now, message)
+        # Log it in the store too when the store can take it, without holding the call.
+        task = asyncio.create_task(self._record(decision, channel))
+        self._logging.add(task)
+        task.add_done_callback(self._logging.discard)
+        return decision
+
+    async def _record(self, decision: Decision, channel: str | None) -> None:
+        try:
+            async with asyncio.timeout(30):
+                await self.store.record_decision(decision, channel)
+        except Exception as error:
+            log.warning("gate error of channel %s not stored: %s", channel, error)
+
+    async def close(self) -> None:
+        if self._logging:
+            await asyncio.wait(set(self._logging), timeout=5)
+
+
 def log_line(decision: Decision, channel: str | None, seconds: float) -> str:
-    """One line per decision, the same for every gate."""
+    """One line per decision, the same for every gate; a gate error says what failed."""
+    errors = "".join(f" error={r.message!r}" for r in decision.reasons if r.code == "GATE_ERROR")
     return (
         f"{decision.verdict.value.upper()} {decision.caller_in or '-'} -> {decision.callee or '-'}"
         f" as {decision.caller_out or '-'} [{','.join(decision.codes)}]"
         f" retry={decision.retry_after.isoformat() if decision.retry_after else '-'}"
-        f" id={decision.decision_id} channel={channel or '-'} {seconds * 1000:.1f} ms"
+        f" id={decision.decision_id} channel={channel or '-'} {seconds * 1000:.1f} ms{errors}"
     )
 
 

@@ -163,3 +163,24 @@ async def test_contracts_end_and_consents_list(store):
         (ConsentScope.OUT_OF_HOURS, True),
         (ConsentScope.PROSPECTING, False),
     ]
+
+
+async def test_a_decision_past_its_deadline_records_nothing_and_the_store_recovers(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "slow.db"
+    store = await open_store(str(path))
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    holder = sqlite3.connect(path, isolation_level=None, timeout=10)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await check_call(store, a_config(), a_request(), MONDAY, record=True)
+    holder.execute("ROLLBACK")
+    holder.close()
+    await asyncio.sleep(0.5)
+    later = await check_call(store, a_config(), a_request(), MONDAY, record=True)
+    assert later.allowed
+    facts = await store.facts("acme", CALLEE, MONDAY, MONDAY - days(1))
+    await store.close()
+    assert len(facts.attempts) == 1  # the late one was rolled back, not counted

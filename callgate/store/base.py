@@ -79,6 +79,9 @@ class Store(Protocol):
         """Read the facts, judge, and, if ``record``, store the decision and (when the call
         is allowed) the attempt, all in one atomic step per (company, callee)."""
 
+    async def record_decision(self, decision: Decision, channel: str | None = None) -> None:
+        """Log a decision made without the store's facts (a gate error), for the audit."""
+
     async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int: ...
 
     async def decision_key(self, decision_id: str) -> tuple[str, str] | None:

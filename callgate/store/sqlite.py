@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -41,6 +42,13 @@ from callgate.store.base import (
 
 __all__ = ["SqliteStore"]
 
+log = logging.getLogger("callgate.store")
+
+
+class _Abandoned(Exception):
+    """The caller stopped waiting before the decision was recorded."""
+
+
 _BUSY_TIMEOUT_MS = 30_000
 _IMPORT_BATCH = 20_000
 
@@ -71,6 +79,7 @@ class SqliteStore:
         self.path = path
         # aiosqlite runs one connection on one thread; transactions must not interleave.
         self._lock = asyncio.Lock()
+        self._background: set[asyncio.Future[Decision]] = set()
 
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "full") -> SqliteStore:
@@ -92,6 +101,8 @@ class SqliteStore:
         return store
 
     async def close(self) -> None:
+        if self._background:  # let abandoned transactions roll back first
+            await asyncio.wait(set(self._background), timeout=_BUSY_TIMEOUT_MS / 1000)
         await self._db.close()
 
     async def migrate(self) -> int:
@@ -164,21 +175,59 @@ class SqliteStore:
     ) -> Decision:
         if not record:
             return judge(await self.facts(company, callee, now, since))
+        # The transaction runs in its own task: a caller that gives up (its deadline passed)
+        # must not cut it between BEGIN and COMMIT, which would leave the connection inside
+        # a transaction. The task then rolls back instead of recording a call that was
+        # refused for lateness.
+        abandoned = asyncio.Event()
+        work = asyncio.ensure_future(
+            self._decide_and_record(company, callee, now, since, judge, channel, abandoned)
+        )
+        self._background.add(work)
+        work.add_done_callback(self._settled)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+
+    async def _decide_and_record(
+        self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
+        channel: str | None, abandoned: asyncio.Event,
+    ) -> Decision:  # fmt: skip
         async with self._transaction():
             decision = judge(await self._facts(company, callee, now, since))
+            if abandoned.is_set():
+                raise _Abandoned
             await self._record(company, callee, now, decision, channel)
         return decision
+
+    def _settled(self, work: asyncio.Future[Decision]) -> None:
+        self._background.discard(work)
+        if not work.cancelled() and isinstance(work.exception(), _Abandoned):
+            log.info("a decision finished after its caller gave up: rolled back")
 
     async def _record(
         self, company: str, callee: str, now: datetime, decision: Decision, channel: str | None
     ) -> None:
-        at = to_micros(now)
         if decision.allowed:
             await self._db.execute(
                 "INSERT INTO attempts (company, callee, at, purpose, decision_id)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (company, callee, at, decision.purpose.value, decision.decision_id),
+                (company, callee, to_micros(now), decision.purpose.value, decision.decision_id),
             )
+        await self._insert_decision(decision, now, channel)
+
+    async def record_decision(self, decision: Decision, channel: str | None = None) -> None:
+        at = decision.decided_at
+        assert at is not None
+        async with self._transaction():
+            await self._insert_decision(decision, at, channel)
+
+    async def _insert_decision(
+        self, decision: Decision, now: datetime, channel: str | None
+    ) -> None:
+        at = to_micros(now)
         reasons = [
             {"code": r.code, "message": r.message, "blocking": r.blocking} for r in decision.reasons
         ]

@@ -274,3 +274,22 @@ async def test_application_replaced_stops_the_gate_cleanly(pbx, site):
             await asyncio.sleep(0.05)
     assert gate.process.returncode == 1
     assert "took the ARI app 'callgate' over" in site.gate_log()
+
+
+def test_a_slow_store_refuses_the_call_in_time_and_the_gate_recovers(pbx, site):
+    site.consent(CALLEE)
+    site.gate().start()
+    before = len(pbx.carrier.invites())
+    with _store_locked(site.db):
+        started = time.monotonic()
+        late = pbx.call(NPV, CALLEE)
+        waited = time.monotonic() - started
+    assert late.final == REJECTED
+    assert waited < 4.5  # the 2 s decision deadline, not the dialplan's 5 s wait
+    assert "GATE_ERROR" in site.gate_log() and "no decision within 2 s" in site.gate_log()
+    _wait_for(lambda: "rolled back" in site.gate_log() or site.decisions() == [], timeout=5)
+    assert pbx.call(NPV, CALLEE).final == BUSY
+    assert len(new_invites(pbx, before)) == 1
+    # The late decision left no attempt; the refusal it became is in the log.
+    assert [row[0] for row in site.decisions()] == ["reject", "allow"]
+    assert json.loads(site.decisions()[0][1])[0]["code"] == "GATE_ERROR"
