@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import signal
 import sqlite3
@@ -146,13 +147,8 @@ def test_an_unconsented_originate_never_reaches_the_carrier(pbx, site):
 
 def test_killing_the_gate_mid_decision_lets_no_call_through(pbx, site):
     """The gate is killed while it waits on the store: the call must not leave."""
-    site.consent(CALLEE)
-    gate = site.gate()
-    gate.start()
     before = len(pbx.carrier.invites())
-    with _store_locked(site.db):
-        outcome = _call_in_background(pbx, NPV, CALLEE)
-        _wait_for(lambda: "channel" in _app_channels(pbx), timeout=5)
+    with _call_waiting_on_the_store(pbx, site) as (gate, outcome):
         gate.stop(signal.SIGKILL)
     result = outcome.result(timeout=30)
     assert result.final is not None and result.final >= 400
@@ -161,13 +157,8 @@ def test_killing_the_gate_mid_decision_lets_no_call_through(pbx, site):
 
 def test_a_channel_left_in_stasis_is_decided_after_a_restart(pbx, site):
     """Killed mid-decision, restarted within the wait: the new gate decides the call."""
-    site.consent(CALLEE)
-    gate = site.gate()
-    gate.start()
     before = len(pbx.carrier.invites())
-    with _store_locked(site.db):
-        outcome = _call_in_background(pbx, NPV, CALLEE)
-        _wait_for(lambda: "channel" in _app_channels(pbx), timeout=5)
+    with _call_waiting_on_the_store(pbx, site) as (gate, outcome):
         gate.stop(signal.SIGKILL)
     site.gate().start()
     assert outcome.result(timeout=30).final == BUSY
@@ -176,13 +167,8 @@ def test_a_channel_left_in_stasis_is_decided_after_a_restart(pbx, site):
 
 
 def test_sigterm_releases_a_call_in_flight_as_a_rejection(pbx, site):
-    site.consent(CALLEE)
-    gate = site.gate()
-    gate.start()
     before = len(pbx.carrier.invites())
-    with _store_locked(site.db):
-        outcome = _call_in_background(pbx, NPV, CALLEE)
-        _wait_for(lambda: "channel" in _app_channels(pbx), timeout=5)
+    with _call_waiting_on_the_store(pbx, site) as (gate, outcome):
         gate.process.send_signal(signal.SIGTERM)
         assert outcome.result(timeout=30).final == REJECTED
     assert gate.stop() == 0
@@ -226,6 +212,18 @@ def _call_in_background(pbx, caller: str, number: str) -> _Outcome:
 
     threading.Thread(target=run, daemon=True).start()
     return outcome
+
+
+@contextlib.contextmanager
+def _call_waiting_on_the_store(pbx, site):
+    """A consented call sitting in Stasis, its decision blocked on a locked store."""
+    site.consent(CALLEE)
+    gate = site.gate()
+    gate.start()
+    with _store_locked(site.db):
+        outcome = _call_in_background(pbx, NPV, CALLEE)
+        _wait_for(lambda: "channel" in _app_channels(pbx), timeout=5)
+        yield gate, outcome
 
 
 class _store_locked:
