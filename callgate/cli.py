@@ -30,6 +30,7 @@ from callgate.cli_format import (
     opposition_json,
     render_decision,
 )
+from callgate.cli_log import add_log_parser
 from callgate.config import Config, ConfigError, find_config_file, load_config
 from callgate.gate import check_call, gate_error
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
@@ -159,6 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     agi.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     agi.set_defaults(handler=_agi)
 
+    add_log_parser(commands, _instant)
+
     db = commands.add_parser("db", help="the store itself")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(handler=_db)
@@ -185,6 +188,8 @@ def _json(parser: argparse.ArgumentParser) -> None:
 async def _dispatch(args: argparse.Namespace) -> int:
     config = _config(args.config)
     store = await open_store(store_url(args, config), synchronous=config.synchronous)
+    if config.log.node:
+        store.node = config.log.node
     try:
         handler: Callable[[argparse.Namespace, Config, Store], Awaitable[int]] = args.handler
         return await handler(args, config, store)

@@ -20,6 +20,7 @@ __all__ = [
     "Company",
     "Config",
     "ConfigError",
+    "LogSettings",
     "RuleSettings",
     "find_config_file",
     "load_config",
@@ -96,6 +97,12 @@ class AgiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    node: str | None = None  # this machine's name in the decision log (default: hostname)
+    retention_days: int | None = None  # `callgate log purge` without --before
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     store_url: str = DEFAULT_STORE
     # SQLite: "full" syncs every commit to disk (no attempt lost even on power loss);
@@ -105,6 +112,7 @@ class Config:
     companies: Mapping[str, Company] = field(default_factory=lambda: MappingProxyType({}))
     ari: AriSettings = field(default_factory=AriSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
@@ -116,8 +124,8 @@ class Config:
 
 
 # Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
-_SERVICE_SECTIONS = ("api", "log")
-_KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", *_SERVICE_SECTIONS}
+_SERVICE_SECTIONS = ("api",)
+_KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", "log", *_SERVICE_SECTIONS}
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -160,6 +168,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         rules=_rules(_table(data, "rules")),
         ari=_ari(_table(data, "ari")),
         agi=_agi(_table(data, "agi")),
+        log=_log(_table(data, "log")),
         companies=MappingProxyType(companies),
         sections=MappingProxyType(sections),
         source=source,
@@ -218,6 +227,14 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
         max_concurrent=max_concurrent,
         decision_timeout=float(timeout),
     )
+
+
+def _log(table: Mapping[str, Any]) -> LogSettings:
+    _no_unknown_keys(table, {"node", "retention_days"}, "log.")
+    days = _get(table, "retention_days", int, "log.", None)
+    if days is not None and days < 1:
+        raise ConfigError("log.retention_days: must be 1 or more days")
+    return LogSettings(node=_get(table, "node", str, "log.", None), retention_days=days)
 
 
 def _agi(table: Mapping[str, Any]) -> AgiSettings:

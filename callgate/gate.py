@@ -161,4 +161,6 @@ def gate_error(request: CallRequest, now: datetime, message: str, ruleset: str =
         campaign=request.campaign,
         decided_at=now,
         decision_id=new_decision_id(),
+        callee_in=request.callee,
+        dept=request.dept,
     )

@@ -126,6 +126,8 @@ class Decision:
     company: str | None = None
     campaign: str | None = None
     decided_at: datetime | None = None
+    callee_in: str | None = None  # as dialled
+    dept: str | None = None
     decision_id: str | None = field(default=None, compare=False)
 
     @property

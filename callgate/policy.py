@@ -40,6 +40,8 @@ def decide(request: CallRequest, facts: Facts, now: datetime, config: Config) ->
         company=request.company,
         campaign=request.campaign,
         decided_at=now,
+        callee_in=request.callee,
+        dept=request.dept,
     )
 
 

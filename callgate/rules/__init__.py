@@ -8,7 +8,7 @@ another pack registered here, not a fork of the French one.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from callgate.config import Config, RuleSettings
 from callgate.model import CallRequest, Facts, Reason
@@ -22,6 +22,7 @@ class Evaluation(Protocol):
     territory: str | None
     ruleset: str
     reasons: tuple[Reason, ...]
+    outcomes: tuple[Any, ...]  # each rule's outcome, for explanations
 
 
 class RulePack(Protocol):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 
 __all__ = [
     "ConsentRecord",
     "ContractRecord",
+    "LogQuery",
     "OppositionRecord",
     "Store",
     "StoreError",
@@ -53,12 +54,51 @@ class OppositionRecord:
 Judge = Callable[[Facts], Decision]
 
 
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """Filters on the decision log, as `callgate log` and the API take them."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    verdict: str | None = None
+    reason: str | None = None
+    company: str | None = None
+    campaign: str | None = None
+    callee: str | None = None  # E.164
+    caller: str | None = None  # as presented or as rewritten
+
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        """`` AND ...`` conditions with named parameters, and their values."""
+        conditions, params = [], {}
+        if self.since:
+            conditions.append("at >= :since")
+            params["since"] = to_micros(self.since)
+        if self.until:
+            conditions.append("at < :until")
+            params["until"] = to_micros(self.until)
+        for name in ("verdict", "company", "campaign", "callee"):
+            value = getattr(self, name)
+            if value is not None:
+                conditions.append(f"{name} = :{name}")
+                params[name] = value
+        if self.caller is not None:
+            conditions.append("(caller_in = :caller OR caller_out = :caller)")
+            params["caller"] = self.caller
+        if self.reason is not None:
+            # Reason codes are upper-case words: a quoted match cannot hit a message.
+            conditions.append("reasons LIKE :reason")
+            params["reason"] = f'%"code": "{self.reason}"%'
+        return "".join(f" AND {c}" for c in conditions), params
+
+
 class Store(Protocol):
     """Everything the gates, the CLI and the API need; SQLite and PostgreSQL alike.
 
     Every fact query is "as of" an instant, so a decision can be replayed later on the
     facts that were known when it was made.
     """
+
+    node: str  # this machine's name in the decision log
 
     async def close(self) -> None: ...
 
@@ -79,8 +119,27 @@ class Store(Protocol):
         """Read the facts, judge, and, if ``record``, store the decision and (when the call
         is allowed) the attempt, all in one atomic step per (company, callee)."""
 
-    async def record_decision(self, decision: Decision, channel: str | None = None) -> None:
-        """Log a decision made without the store's facts (a gate error), for the audit."""
+    async def record_decision(
+        self, decision: Decision, channel: str | None = None, *, kind: str = "call",
+        latency_ms: float | None = None,
+    ) -> None:  # fmt: skip
+        """Log a decision made without recording an attempt: a gate error, a dry run."""
+
+    async def log_entries(
+        self, query: LogQuery, *, after_seq: int = 0, limit: int | None = None,
+        last: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Entries of the decision log in order (callgate.auditlog's shape)."""
+
+    async def log_entry(self, decision_id: str) -> dict[str, Any] | None: ...
+
+    async def log_counts(self, query: LogQuery, by: str) -> list[tuple[str, int]]: ...
+
+    async def log_anchor(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last purged entry, if the log was purged."""
+
+    async def purge_log(self, before: datetime, at: datetime) -> int:
+        """Delete the entries older than ``before``, keeping the rest verifiable."""
 
     async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int: ...
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
+import socket
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -20,6 +23,7 @@ from typing import Any
 
 import aiosqlite
 
+from callgate.auditlog import GENESIS, log_entry
 from callgate.model import (
     Attempt,
     Consent,
@@ -34,6 +38,7 @@ from callgate.store.base import (
     ConsentRecord,
     ContractRecord,
     Judge,
+    LogQuery,
     OppositionRecord,
     StoreError,
     from_micros,
@@ -80,6 +85,7 @@ class SqliteStore:
         # aiosqlite runs one connection on one thread; transactions must not interleave.
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Future[Decision]] = set()
+        self.node = socket.gethostname()  # who decided, in the log
 
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "full") -> SqliteStore:
@@ -181,7 +187,9 @@ class SqliteStore:
         # refused for lateness.
         abandoned = asyncio.Event()
         work = asyncio.ensure_future(
-            self._decide_and_record(company, callee, now, since, judge, channel, abandoned)
+            self._decide_and_record(
+                company, callee, now, since, judge, channel, abandoned, time.perf_counter()
+            )
         )
         self._background.add(work)
         work.add_done_callback(self._settled)
@@ -193,13 +201,14 @@ class SqliteStore:
 
     async def _decide_and_record(
         self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
-        channel: str | None, abandoned: asyncio.Event,
+        channel: str | None, abandoned: asyncio.Event, started: float,
     ) -> Decision:  # fmt: skip
         async with self._transaction():
             decision = judge(await self._facts(company, callee, now, since))
             if abandoned.is_set():
                 raise _Abandoned
-            await self._record(company, callee, now, decision, channel)
+            latency_ms = round((time.perf_counter() - started) * 1000, 3) if started else None
+            await self._record(company, callee, now, decision, channel, latency_ms)
         return decision
 
     def _settled(self, work: asyncio.Future[Decision]) -> None:
@@ -208,42 +217,120 @@ class SqliteStore:
             log.info("a decision finished after its caller gave up: rolled back")
 
     async def _record(
-        self, company: str, callee: str, now: datetime, decision: Decision, channel: str | None
-    ) -> None:
+        self, company: str, callee: str, now: datetime, decision: Decision, channel: str | None,
+        latency_ms: float | None,
+    ) -> None:  # fmt: skip
         if decision.allowed:
             await self._db.execute(
                 "INSERT INTO attempts (company, callee, at, purpose, decision_id)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (company, callee, to_micros(now), decision.purpose.value, decision.decision_id),
             )
-        await self._insert_decision(decision, now, channel)
+        await self._insert_decision(decision, now, channel, "call", latency_ms)
 
-    async def record_decision(self, decision: Decision, channel: str | None = None) -> None:
+    async def record_decision(
+        self, decision: Decision, channel: str | None = None, *, kind: str = "call",
+        latency_ms: float | None = None,
+    ) -> None:  # fmt: skip
         at = decision.decided_at
         assert at is not None
         async with self._transaction():
-            await self._insert_decision(decision, at, channel)
+            await self._insert_decision(decision, at, channel, kind, latency_ms)
 
     async def _insert_decision(
-        self, decision: Decision, now: datetime, channel: str | None
-    ) -> None:
+        self, decision: Decision, now: datetime, channel: str | None, kind: str,
+        latency_ms: float | None,
+    ) -> None:  # fmt: skip
+        """Append to the hash chain; the caller holds the write transaction."""
+        async with self._db.execute(
+            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1"
+        ) as cursor:
+            last = await cursor.fetchone()
+        if last is None:
+            async with self._db.execute(
+                "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1"
+            ) as cursor:
+                last = await cursor.fetchone()
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
         at = to_micros(now)
-        reasons = [
-            {"code": r.code, "message": r.message, "blocking": r.blocking} for r in decision.reasons
+        entry = log_entry(
+            decision, seq=seq, at=_iso_micros(at), node=self.node, channel=channel, kind=kind,
+            latency_ms=latency_ms, salt=secrets.token_hex(16), prev_hash=prev_hash,
+        )  # fmt: skip
+        columns = [name for name in _DECISION_COLUMNS if name != "at"]
+        values = [
+            json.dumps(entry[name], ensure_ascii=False) if name == "reasons" else entry[name]
+            for name in columns
         ]
         await self._db.execute(
-            "INSERT INTO decisions (id, at, company, campaign, purpose, caller_in, caller_out,"
-            " callee, territory, verdict, reasons, retry_after, ruleset, channel)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                decision.decision_id, at, decision.company, decision.campaign,
-                decision.purpose.value, decision.caller_in, decision.caller_out,
-                decision.callee, decision.territory, decision.verdict.value,
-                json.dumps(reasons, ensure_ascii=False),
-                decision.retry_after.isoformat() if decision.retry_after else None,
-                decision.ruleset, channel,
-            ),
-        )  # fmt: skip
+            f"INSERT INTO decisions (at, {', '.join(columns)})"
+            f" VALUES (?, {', '.join('?' for _ in columns)})",
+            (at, *values),
+        )
+
+    async def log_entries(
+        self, query: LogQuery, *, after_seq: int = 0, limit: int | None = None,
+        last: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Entries of the decision log in order: the first ``limit`` after ``after_seq``,
+        or with ``last``, the newest ``limit``."""
+        where, params = query.sql()
+        sql = (
+            f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions"
+            f" WHERE seq > :after_seq{where} ORDER BY seq {'DESC' if last else ''}"
+            + (f" LIMIT {int(limit)}" if limit else "")
+        )
+        rows = await self._select(sql, {**params, "after_seq": after_seq})
+        entries = [_entry_from_row(row) for row in rows]
+        return entries[::-1] if last else entries
+
+    async def log_entry(self, decision_id: str) -> dict[str, Any] | None:
+        """One entry by its id, or by the first 8 or more characters of it when unique."""
+        rows = await self._select(
+            f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions"
+            " WHERE id = :id OR (length(:id) >= 8 AND id LIKE :id || '%') LIMIT 2",
+            {"id": decision_id},
+        )
+        return _entry_from_row(rows[0]) if len(rows) == 1 else None
+
+    async def log_counts(self, query: LogQuery, by: str) -> list[tuple[str, int]]:
+        """How many decisions per verdict, company, reason code or hour of day (UTC)."""
+        where, params = query.sql()
+        grouped = {
+            "verdict": ("verdict", "decisions"),
+            "company": ("coalesce(company, '-')", "decisions"),
+            "hour": ("strftime('%Y-%m-%d %H:00', at / 1000000, 'unixepoch')", "decisions"),
+            "reason": ("json_extract(r.value, '$.code')", "decisions, json_each(reasons) r"),
+        }
+        expression, source = grouped[by]
+        rows = await self._select(
+            f"SELECT {expression}, count(*) FROM {source} WHERE 1 = 1{where}"
+            " GROUP BY 1 ORDER BY 2 DESC, 1",
+            params,
+        )
+        return [(str(row[0]), int(row[1])) for row in rows]
+
+    async def log_anchor(self) -> tuple[int, str] | None:
+        rows = await self._select("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1", {})
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def purge_log(self, before: datetime, at: datetime) -> int:
+        """Delete the entries older than ``before``, keeping the chain verifiable."""
+        async with self._transaction():
+            async with self._db.execute(
+                "SELECT seq, hash FROM decisions WHERE at < ? ORDER BY seq DESC LIMIT 1",
+                (to_micros(before),),
+            ) as cursor:
+                last = await cursor.fetchone()
+            if last is None:
+                return 0
+            cursor = await self._db.execute("DELETE FROM decisions WHERE seq <= ?", (last[0],))
+            count = cursor.rowcount
+            await self._db.execute(
+                "INSERT INTO log_anchor (seq, hash, purged_at) VALUES (?, ?, ?)",
+                (last[0], last[1], to_micros(at)),
+            )
+        return int(count)
 
     async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """One statement in its own transaction; returns the new row id or the row count."""
@@ -375,6 +462,25 @@ class SqliteStore:
     async def _select(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
+
+
+_DECISION_COLUMNS = (
+    "seq", "id", "at", "node", "channel", "kind", "company", "campaign", "purpose", "dept",
+    "caller_in", "caller_out", "callee_in", "callee", "callee_salt", "callee_commit",
+    "territory", "verdict", "reasons", "retry_after", "ruleset", "latency_ms", "prev_hash",
+    "hash",
+)  # fmt: skip
+
+
+def _iso_micros(micros: int) -> str:
+    return _at(micros).isoformat()
+
+
+def _entry_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    entry = dict(zip(_DECISION_COLUMNS, row, strict=True))
+    entry["at"] = _iso_micros(entry["at"])
+    entry["reasons"] = json.loads(entry["reasons"])
+    return entry
 
 
 def _migrations() -> list[tuple[int, str]]:

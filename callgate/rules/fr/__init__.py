@@ -22,7 +22,7 @@ from callgate.rules.fr.opposition import opposition_listed
 from callgate.rules.fr.rulesets import ruleset_for
 from callgate.rules.fr.sector import sector_ban
 
-__all__ = ["PACK", "FrenchEvaluation", "FrenchPack"]
+__all__ = ["PACK", "FrenchEvaluation", "FrenchPack", "RuleOutcome"]
 
 _PARIS = ZoneInfo("Europe/Paris")
 
@@ -39,12 +39,23 @@ SOLICITATION_RULES: tuple[Callable[[Context], Reason | None], ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """One rule's verdict on a call, for `callgate log explain`."""
+
+    rule: str
+    checks: str  # the rule's docstring: what it checks, and its source
+    applies: bool
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class FrenchEvaluation:
     caller_out: str | None
     callee: str | None
     territory: str | None
     ruleset: str
     reasons: tuple[Reason, ...]
+    outcomes: tuple[RuleOutcome, ...] = ()
 
 
 class FrenchPack:
@@ -78,13 +89,32 @@ class FrenchPack:
             callee.territory, settings.npv_prefixes,
         )  # fmt: skip
         reasons.extend(outcome.reasons)
+        outcomes = [
+            RuleOutcome("caller_id", _doc(caller_id_outcome), True, outcome.reasons),
+        ]
         destination = destination_in_scope(callee, settings)
+        outcomes.append(
+            RuleOutcome("destination_in_scope", _doc(destination_in_scope), True,
+                        (destination,) if destination else ())
+        )  # fmt: skip
         if destination is not None:
             reasons.append(destination)
-        elif callee.is_french and purpose.is_solicitation:
-            ctx = Context(request, purpose, caller, callee, company, facts, now, settings, ruleset)
-            reasons.extend(reason for rule in SOLICITATION_RULES if (reason := rule(ctx)))
-        return FrenchEvaluation(outcome.caller_out, callee.e164, territory, ruleset, tuple(reasons))
+        applies = callee.is_french and purpose.is_solicitation and destination is None
+        ctx = Context(request, purpose, caller, callee, company, facts, now, settings, ruleset)
+        for rule in SOLICITATION_RULES:
+            reason = rule(ctx) if applies else None
+            if reason is not None:
+                reasons.append(reason)
+            outcomes.append(
+                RuleOutcome(rule.__name__, _doc(rule), applies, (reason,) if reason else ())
+            )
+        return FrenchEvaluation(
+            outcome.caller_out, callee.e164, territory, ruleset, tuple(reasons), tuple(outcomes)
+        )
+
+
+def _doc(function: Callable[..., object]) -> str:
+    return (function.__doc__ or "").strip().splitlines()[0]
 
 
 def _callee_key(callee: Number) -> str:

@@ -54,21 +54,40 @@ CREATE TABLE opposition (
 CREATE UNIQUE INDEX opposition_active ON opposition (callee, company, source)
     WHERE removed_at IS NULL;
 
+-- The decision log: every decision of every gate, hash-chained (callgate/auditlog.py).
+-- seq is the log's order; hash covers the entry and prev_hash, the previous entry's hash.
 CREATE TABLE decisions (
-    id          TEXT    PRIMARY KEY,
-    at          INTEGER NOT NULL,
-    node        TEXT,
-    channel     TEXT,
-    company     TEXT,
-    campaign    TEXT,
-    purpose     TEXT    NOT NULL,
-    caller_in   TEXT    NOT NULL,
-    caller_out  TEXT,
-    callee      TEXT,
-    territory   TEXT,
-    verdict     TEXT    NOT NULL,
-    reasons     TEXT    NOT NULL,
-    retry_after TEXT,
-    ruleset     TEXT    NOT NULL
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT    NOT NULL UNIQUE,
+    at           INTEGER NOT NULL,
+    node         TEXT,
+    channel      TEXT,
+    kind         TEXT    NOT NULL,          -- call | dry-run
+    company      TEXT,
+    campaign     TEXT,
+    purpose      TEXT    NOT NULL,
+    dept         TEXT,
+    caller_in    TEXT    NOT NULL,
+    caller_out   TEXT,
+    callee_in    TEXT,                      -- as dialled
+    callee       TEXT,                      -- E.164
+    callee_salt  TEXT    NOT NULL,
+    callee_commit TEXT   NOT NULL,
+    territory    TEXT,
+    verdict      TEXT    NOT NULL,
+    reasons      TEXT    NOT NULL,          -- JSON: [{code, message, blocking}]
+    retry_after  TEXT,
+    ruleset      TEXT    NOT NULL,
+    latency_ms   REAL,
+    prev_hash    TEXT    NOT NULL,
+    hash         TEXT    NOT NULL
 );
 CREATE INDEX decisions_by_time ON decisions (at);
+CREATE INDEX decisions_by_callee ON decisions (callee, at);
+
+-- After a purge: the last purged entry, so that what remains still verifies.
+CREATE TABLE log_anchor (
+    seq       INTEGER NOT NULL,
+    hash      TEXT    NOT NULL,
+    purged_at INTEGER NOT NULL
+);

@@ -1,0 +1,146 @@
+"""The decision log's hash chain: each entry carries the hash of the one before.
+
+An entry's hash covers every field of the entry and the previous entry's hash, so that
+editing, removing or reordering an entry breaks the chain at that entry. The callee is
+covered through a salted commitment (``callee_commit``): an export can leave the number
+and its salt out (pseudonymised) and still verify, and nobody can recover the number from
+the commitment without the salt. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from callgate.model import Decision
+
+__all__ = [
+    "CHAINED_FIELDS",
+    "GENESIS",
+    "ChainBreak",
+    "ChainVerifier",
+    "callee_commit",
+    "entry_hash",
+    "log_entry",
+    "pseudonymise",
+    "verify_chain",
+]
+
+GENESIS = "0" * 64
+
+# The fields an entry's hash covers, in this order. Never reorder or rename them: old
+# logs must keep verifying. New fields go at the end, with a new chain version.
+CHAINED_FIELDS = (
+    "seq", "id", "at", "node", "channel", "kind", "company", "campaign", "purpose",
+    "dept", "caller_in", "caller_out", "callee_commit", "territory", "verdict", "reasons",
+    "retry_after", "ruleset", "latency_ms", "prev_hash",
+)  # fmt: skip
+
+
+def callee_commit(callee: str | None, callee_in: str | None, salt: str) -> str:
+    """A commitment to the callee (E.164 and as dialled): verifiable with the salt, opaque
+    without it."""
+    text = f"{salt}\x00{callee or ''}\x00{callee_in or ''}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The hash of one entry, over ``CHAINED_FIELDS`` in canonical JSON."""
+    body = json.dumps(
+        [entry.get(name) for name in CHAINED_FIELDS],
+        ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+    )  # fmt: skip
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def log_entry(
+    decision: Decision, *, seq: int, at: str, node: str | None, channel: str | None,
+    kind: str, latency_ms: float | None, salt: str, prev_hash: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The log entry of a decision, with its hash."""
+    entry: dict[str, Any] = {
+        "seq": seq, "id": decision.decision_id, "at": at, "node": node, "channel": channel,
+        "kind": kind, "company": decision.company, "campaign": decision.campaign,
+        "purpose": decision.purpose.value, "dept": decision.dept,
+        "caller_in": decision.caller_in, "caller_out": decision.caller_out,
+        "callee_in": decision.callee_in, "callee": decision.callee, "callee_salt": salt,
+        "callee_commit": callee_commit(decision.callee, decision.callee_in, salt),
+        "territory": decision.territory, "verdict": decision.verdict.value,
+        "reasons": [
+            {"code": r.code, "message": r.message, "blocking": r.blocking}
+            for r in decision.reasons
+        ],
+        "retry_after": decision.retry_after.isoformat() if decision.retry_after else None,
+        "ruleset": decision.ruleset, "latency_ms": latency_ms, "prev_hash": prev_hash,
+    }  # fmt: skip
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
+def pseudonymise(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry without the callee's number and salt; its hash still verifies."""
+    hidden = ("callee", "callee_in", "callee_salt")
+    return {key: value for key, value in entry.items() if key not in hidden}
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """Where the chain breaks, and how, in words an auditor can act on."""
+
+    position: int  # 1-based line of the export, or rank in the store
+    seq: int | None
+    entry_id: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        return f"entry {self.position} (seq {self.seq}, id {self.entry_id}): {self.problem}"
+
+
+class ChainVerifier:
+    """Checks a log entry by entry, in order, so that a big log streams through it."""
+
+    def __init__(self, anchor: tuple[int, str] | None = None) -> None:
+        self.expected_seq: int | None = anchor[0] + 1 if anchor else None
+        self.expected_prev = anchor[1] if anchor else GENESIS
+        self.count = 0
+
+    def feed(self, entry: Mapping[str, Any]) -> ChainBreak | None:
+        """Check the next entry; returns the break it shows, if any."""
+        seq = entry.get("seq")
+        where = (self.count + 1, seq, entry.get("id"))
+        if "callee" in entry and "callee_salt" in entry:
+            commit = callee_commit(entry["callee"], entry.get("callee_in"), entry["callee_salt"])
+            if commit != entry.get("callee_commit"):
+                return ChainBreak(*where, "edited: the callee number was changed")
+        if entry_hash(entry) != entry.get("hash"):
+            return ChainBreak(*where, "edited: its content does not match its hash")
+        if self.expected_seq is not None and isinstance(seq, int) and seq != self.expected_seq:
+            if seq > self.expected_seq:
+                problem = f"entries {self.expected_seq} to {seq - 1} before it were removed"
+            else:
+                problem = f"out of order: seq {seq} comes after seq {self.expected_seq - 1}"
+            return ChainBreak(*where, problem)
+        if entry.get("prev_hash") != self.expected_prev:
+            return ChainBreak(*where, "the entry before it was removed, replaced or reordered")
+        self.expected_seq = seq + 1 if isinstance(seq, int) else None
+        self.expected_prev = str(entry["hash"])
+        self.count += 1
+        return None
+
+
+def verify_chain(
+    entries: Iterable[Mapping[str, Any]], anchor: tuple[int, str] | None = None
+) -> tuple[int, ChainBreak | None]:
+    """Check a log in order. Returns how many entries verified, and the first break.
+
+    ``anchor`` is (seq, hash) of the last entry purged, when the log's start was purged.
+    """
+    verifier = ChainVerifier(anchor)
+    for entry in entries:
+        broken = verifier.feed(entry)
+        if broken:
+            return verifier.count, broken
+    return verifier.count, None

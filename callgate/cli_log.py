@@ -1,0 +1,401 @@
+"""`callgate log`: the decision log for people and for auditors.
+
+callgate log [FILTERS] [--follow] [--json | --csv]   the latest decisions
+callgate log stats [FILTERS]                          counts per verdict, reason, company, hour
+callgate log explain ID                               why one call was allowed or refused
+callgate log replay --since DATE                      past decisions today's rules would change
+callgate log export [FILTERS] [--pseudonymise] [-o FILE]
+callgate log verify [FILE]                            the hash chain, of the store or an export
+callgate log purge --before DATE                      retention, keeping the rest verifiable
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from callgate.auditlog import ChainBreak, ChainVerifier, pseudonymise
+from callgate.config import Config
+from callgate.gate import resolve_request
+from callgate.model import CallRequest, Purpose
+from callgate.numbering import parse_number
+from callgate.rules import get_pack
+from callgate.store import Store
+from callgate.store.base import LogQuery
+from callgate.timeparse import DEFAULT_ZONE
+
+__all__ = ["add_log_parser"]
+
+EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
+_BATCH = 5000
+
+
+class LogUsageError(Exception):
+    pass
+
+
+def add_log_parser(commands: Any, instant: Callable[[str], datetime]) -> None:
+    log = commands.add_parser(
+        "log", help="the decision log: list, follow, stats, explain, replay, export, verify"
+    )
+    log.add_argument(
+        "action", nargs="?", default="list",
+        choices=["list", "stats", "explain", "replay", "export", "verify", "purge"],
+    )  # fmt: skip
+    log.add_argument("target", nargs="?", help="explain: a decision id; verify: an export file")
+    for name in ("since", "until", "before"):
+        log.add_argument(f"--{name}", type=instant)
+    log.add_argument("--verdict", choices=["allow", "reject"])
+    log.add_argument("--reason", help="a reason code, e.g. CAP_30_DAYS")
+    log.add_argument("--company")
+    log.add_argument("--campaign")
+    log.add_argument("--callee", metavar="NUMBER")
+    log.add_argument("--caller", metavar="NUMBER")
+    log.add_argument("--limit", type=int, default=50, help="list: how many (default 50)")
+    log.add_argument("--follow", "-f", action="store_true", help="list: keep showing new ones")
+    log.add_argument("--json", action="store_true")
+    log.add_argument("--csv", action="store_true")
+    log.add_argument("--pseudonymise", action="store_true", help="export without callee numbers")
+    log.add_argument("--output", "-o", help="export: a file instead of stdout")
+    log.set_defaults(handler=run_log)
+
+
+async def run_log(args: argparse.Namespace, config: Config, store: Store) -> int:
+    try:
+        action = _ACTIONS[args.action]
+        return await action(args, config, store)
+    except LogUsageError as error:
+        print(f"callgate: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _query(args: argparse.Namespace) -> LogQuery:
+    def number(text: str | None, option: str) -> str | None:
+        if text is None:
+            return None
+        parsed = parse_number(text)
+        if parsed.e164 is None:
+            raise LogUsageError(f"{option}: {text!r} is not a valid phone number")
+        return parsed.e164
+
+    return LogQuery(
+        since=args.since, until=args.until, verdict=args.verdict,
+        reason=args.reason.upper() if args.reason else None, company=args.company,
+        campaign=args.campaign, callee=number(args.callee, "--callee"),
+        caller=number(args.caller, "--caller"),
+    )  # fmt: skip
+
+
+async def _batches(store: Store, query: LogQuery) -> Any:
+    """Every matching entry, oldest first, a batch at a time."""
+    after = 0
+    while True:
+        batch = await store.log_entries(query, after_seq=after, limit=_BATCH)
+        if not batch:
+            return
+        for entry in batch:
+            yield entry
+        after = batch[-1]["seq"]
+
+
+# ---------------------------------------------------------------- list, follow
+
+
+_CSV_COLUMNS = (
+    "seq", "id", "at", "node", "channel", "kind", "company", "campaign", "purpose",
+    "caller_in", "caller_out", "callee", "territory", "verdict", "reasons", "retry_after",
+    "ruleset", "latency_ms",
+)  # fmt: skip
+
+
+async def _list(args: argparse.Namespace, config: Config, store: Store) -> int:
+    query = _query(args)
+    entries = await store.log_entries(query, limit=args.limit, last=True)
+    show = _printer(args)
+    show(entries)
+    after = entries[-1]["seq"] if entries else 0
+    while args.follow:
+        await asyncio.sleep(0.5)
+        new = await store.log_entries(query, after_seq=after, limit=_BATCH)
+        if new:
+            show(new)
+            after = new[-1]["seq"]
+    return EXIT_OK
+
+
+def _printer(args: argparse.Namespace) -> Callable[[list[dict[str, Any]]], None]:
+    if args.json:
+        return lambda entries: _print_lines(json.dumps(e, ensure_ascii=False) for e in entries)
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(_CSV_COLUMNS)
+
+        def write_csv(entries: list[dict[str, Any]]) -> None:
+            for entry in entries:
+                codes = ",".join(r["code"] for r in entry["reasons"])
+                writer.writerow([codes if c == "reasons" else entry[c] for c in _CSV_COLUMNS])
+            sys.stdout.flush()
+
+        return write_csv
+    console = _console()
+    shown = {"header": False}
+
+    def table(entries: list[dict[str, Any]]) -> None:
+        if not entries and not shown["header"]:
+            console.print("(no decisions)")
+            return
+        view = Table(show_header=not shown["header"], box=None, pad_edge=False)
+        for column in ("time (Paris)", "verdict", "callee", "caller", "reasons", "retry", "id"):
+            view.add_column(column, no_wrap=column != "reasons")
+        for entry in entries:
+            caller = entry["caller_in"] or "-"
+            if entry["caller_out"] and entry["caller_out"] != entry["caller_in"]:
+                caller = f"{caller} -> {entry['caller_out']}"
+            verdict = entry["verdict"].upper()
+            view.add_row(
+                _local(entry["at"]),
+                f"[green]{verdict}[/]" if verdict == "ALLOW" else f"[red]{verdict}[/]",
+                entry["callee"] or entry.get("callee_in") or "-",
+                caller,
+                ",".join(r["code"] for r in entry["reasons"]) or "-",
+                _local(entry["retry_after"]) if entry["retry_after"] else "-",
+                entry["id"][:8],
+            )
+        console.print(view)
+        shown["header"] = True
+
+    return table
+
+
+def _console() -> Console:
+    # Piped into a file or a pager, keep whole lines rather than an 80-column guess.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _print_lines(lines: Iterator[str]) -> None:
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+
+
+def _local(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(DEFAULT_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---------------------------------------------------------------- stats
+
+
+async def _stats(args: argparse.Namespace, config: Config, store: Store) -> int:
+    query = _query(args)
+    groups = {
+        by: await store.log_counts(query, by) for by in ("verdict", "reason", "company", "hour")
+    }
+    if args.json:
+        print(json.dumps({by: dict(rows) for by, rows in groups.items()}, ensure_ascii=False))
+        return EXIT_OK
+    console = _console()
+    titles = {"verdict": "verdict", "reason": "reason", "company": "company", "hour": "hour (UTC)"}
+    for by, rows in groups.items():
+        view = Table(title=f"decisions per {titles[by]}", title_justify="left", box=None)
+        view.add_column(titles[by])
+        view.add_column("decisions", justify="right")
+        for key, count in rows:
+            view.add_row(key, f"{count:,}")
+        console.print(view)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- explain, replay
+
+
+async def _rejudge(entry: dict[str, Any], config: Config, store: Store) -> Any:
+    """The entry's call judged again: its inputs, the facts known then, today's rules."""
+    at = datetime.fromisoformat(entry["at"])
+    request = resolve_request(
+        CallRequest(
+            caller=entry["caller_in"], callee=entry.get("callee_in") or entry["callee"] or "",
+            company=entry["company"], purpose=Purpose(entry["purpose"]),
+            campaign=entry["campaign"], dept=entry["dept"],
+        ),
+        config,
+    )  # fmt: skip
+    pack = get_pack(config.rules.pack)
+    # The facts just before the call: its own attempt is not part of its history.
+    known_at = at - timedelta(microseconds=1)
+    facts = await store.facts(
+        request.company or "", entry["callee"] or "", known_at,
+        at - timedelta(days=pack.history_days(config.rules)),
+    )  # fmt: skip
+    return pack.evaluate(request, facts, at, config)
+
+
+async def _explain(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if not args.target:
+        raise LogUsageError("log explain needs a decision id (see `callgate log`)")
+    entry = await store.log_entry(args.target)
+    if entry is None:
+        raise LogUsageError(f"no decision {args.target!r} in the log (a full id, or 8 characters)")
+    evaluation = await _rejudge(entry, config, store)
+    if args.json:
+        print(json.dumps({"entry": entry, "rules": [
+            {"rule": o.rule, "checks": o.checks, "applies": o.applies,
+             "reasons": [r.code for r in o.reasons]} for o in evaluation.outcomes
+        ]}, ensure_ascii=False))  # fmt: skip
+        return EXIT_OK
+    console = _console()
+    verdict = entry["verdict"].upper()
+    console.print(f"[bold]{verdict}[/] decision {entry['id']} at {_local(entry['at'])} (Paris)")
+    console.print(
+        f"  node {entry['node'] or '-'}, channel {entry['channel'] or '-'}, {entry['kind']}"
+    )
+    console.print(
+        f"  inputs: caller {entry['caller_in'] or '(none)'}, callee {entry.get('callee_in')}"
+        f" ({entry['callee'] or 'invalid'}, {entry['territory'] or '-'}), company"
+        f" {entry['company'] or '-'}, purpose {entry['purpose']}, campaign"
+        f" {entry['campaign'] or '-'}, département {entry['dept'] or '-'}"
+    )
+    console.print(
+        f"  ruleset {entry['ruleset']}; caller ID presented: {entry['caller_out'] or 'none'}"
+    )
+    console.print("  reasons logged:")
+    for reason in entry["reasons"] or [{"code": "-", "message": "none: the call was compliant"}]:
+        console.print(f"    {reason['code']}: {reason['message']}")
+    if entry["retry_after"]:
+        console.print(f"  retry from {_local(entry['retry_after'])} (Paris)")
+    console.print("  each rule, judged again on the facts known then:")
+    for outcome in evaluation.outcomes:
+        if not outcome.applies:
+            state = "not applicable"
+        elif outcome.reasons:
+            state = ", ".join(r.code for r in outcome.reasons)
+        else:
+            state = "passed"
+        console.print(f"    {outcome.rule:<22} {state:<28} {outcome.checks}")
+    logged = {r["code"] for r in entry["reasons"]}
+    again = {r.code for r in evaluation.reasons}
+    if logged != again and "GATE_ERROR" not in logged:
+        console.print("  [yellow]today's rules would decide differently: see `log replay`[/]")
+    return EXIT_OK
+
+
+async def _replay(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.since is None:
+        raise LogUsageError("log replay needs --since DATE")
+    changed = checked = 0
+    async for entry in _batches(store, _query(args)):
+        if entry["kind"] != "call" or any(r["code"] == "GATE_ERROR" for r in entry["reasons"]):
+            continue
+        checked += 1
+        evaluation = await _rejudge(entry, config, store)
+        before = {r["code"] for r in entry["reasons"] if r["blocking"]}
+        after = {r.code for r in evaluation.reasons if r.blocking}
+        if before != after:
+            changed += 1
+            verdict = "reject" if after else "allow"
+            print(
+                f"{entry['id']} {_local(entry['at'])} {entry['callee'] or entry.get('callee_in')}: "
+                f"{entry['verdict']} [{','.join(sorted(before)) or '-'}] -> "
+                f"{verdict} [{','.join(sorted(after)) or '-'}]"
+            )
+    print(f"{checked:,} decisions replayed, {changed:,} would now differ", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- export, verify, purge
+
+
+def _open_output(name: str | None) -> AbstractContextManager[TextIO]:
+    if not name or name == "-":
+        return nullcontext(sys.stdout)
+    try:
+        return Path(name).open("w", encoding="utf-8")
+    except OSError as error:
+        raise LogUsageError(f"{name}: {error.strerror}") from None
+
+
+async def _export(args: argparse.Namespace, config: Config, store: Store) -> int:
+    count = 0
+    with _open_output(args.output) as out:
+        async for entry in _batches(store, _query(args)):
+            if count == 0 and entry["seq"] > 1:
+                # Where this extract joins the chain, so that it verifies on its own.
+                anchor = {"seq": entry["seq"] - 1, "hash": entry["prev_hash"]}
+                out.write(json.dumps({"anchor": anchor}) + "\n")
+            line = pseudonymise(entry) if args.pseudonymise else entry
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            count += 1
+            if count % 100_000 == 0:
+                print(f"  {count:,} entries exported...", file=sys.stderr)
+    print(f"exported {count:,} decisions", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _verify(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.target:
+        verifier, broken, source = _verify_file(Path(args.target))
+    else:
+        source = "the store"
+        verifier = ChainVerifier(await store.log_anchor())
+        broken = None
+        async for entry in _batches(store, LogQuery()):
+            broken = verifier.feed(entry)
+            if broken:
+                break
+    if broken:
+        print(f"BROKEN: {source}: {broken}")
+        print(f"  {verifier.count:,} entries verified before it")
+        return EXIT_BROKEN
+    print(f"OK: {source}: {verifier.count:,} entries, the hash chain is intact")
+    return EXIT_OK
+
+
+def _verify_file(path: Path) -> tuple[ChainVerifier, ChainBreak | None, str]:
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as error:
+        raise LogUsageError(f"{path}: {error.strerror}") from None
+    verifier = ChainVerifier()
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                return verifier, ChainBreak(number, None, None, "not a JSON line"), str(path)
+            if number == 1 and "anchor" in entry:
+                verifier = ChainVerifier((entry["anchor"]["seq"], entry["anchor"]["hash"]))
+                continue
+            broken = verifier.feed(entry)
+            if broken:
+                return verifier, broken, f"{path} line {number}"
+    return verifier, None, str(path)
+
+
+async def _purge(args: argparse.Namespace, config: Config, store: Store) -> int:
+    before = args.before
+    if before is None:
+        days = config.log.retention_days
+        if days is None:
+            raise LogUsageError("log purge needs --before DATE (or [log] retention_days)")
+        before = datetime.now(UTC) - timedelta(days=days)
+    count = await store.purge_log(before, datetime.now(UTC))
+    print(f"purged {count:,} decisions before {before.isoformat()}; the rest still verifies")
+    return EXIT_OK
+
+
+_ACTIONS = {
+    "list": _list, "stats": _stats, "explain": _explain, "replay": _replay,
+    "export": _export, "verify": _verify, "purge": _purge,
+}  # fmt: skip
