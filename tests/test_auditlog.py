@@ -1,0 +1,205 @@
+"""The decision log's hash chain catches an edit, a deletion and a reordering."""
+
+import json
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from builders import MONDAY, a_config, a_request, days, paris
+from test_cli import CALLGATE, EXAMPLE
+
+from callgate.auditlog import GENESIS, pseudonymise, verify_chain
+from callgate.gate import check_call
+from callgate.model import Consent, ConsentScope
+from callgate.store import open_store
+from callgate.store.base import LogQuery
+
+
+async def _a_log(path, calls: int = 5):
+    store = await open_store(str(path))
+    await store.add_consent(
+        "acme", "+33612345678", Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1))
+    )
+    for i in range(calls):
+        await check_call(store, a_config(), a_request(), MONDAY + days(i), record=True)
+    return store
+
+
+async def test_an_intact_log_verifies(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
+    assert entries[0]["prev_hash"] == GENESIS
+    assert verify_chain(entries) == (5, None)
+
+
+async def test_an_edit_is_caught_at_the_edited_entry(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    entries[2]["verdict"] = "allow" if entries[2]["verdict"] == "reject" else "reject"
+    count, broken = verify_chain(entries)
+    assert count == 2
+    assert broken.seq == 3 and "edited" in broken.problem
+
+
+async def test_an_edited_callee_is_caught(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    entries[1]["callee"] = "+33612345679"
+    _, broken = verify_chain(entries)
+    assert broken.seq == 2 and "callee" in broken.problem
+
+
+async def test_a_deletion_is_caught_at_the_entry_after_it(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    del entries[1]
+    count, broken = verify_chain(entries)
+    assert count == 1
+    assert broken.seq == 3 and "removed" in broken.problem
+
+
+async def test_a_deletion_that_renumbers_is_still_caught(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    del entries[1]
+    for entry in entries[1:]:
+        entry["seq"] -= 1
+    _, broken = verify_chain(entries)
+    assert broken.position == 2  # renumbering changes the content the hash covers
+
+
+async def test_a_reordering_is_caught(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    entries[2], entries[3] = entries[3], entries[2]
+    count, broken = verify_chain(entries)
+    assert count == 2
+    assert (broken.seq == 4 and "removed" in broken.problem) or "order" in broken.problem
+
+
+async def test_a_pseudonymised_export_verifies_without_the_numbers(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    entries = [pseudonymise(e) for e in await store.log_entries(LogQuery())]
+    await store.close()
+    assert all("callee" not in e and "callee_salt" not in e for e in entries)
+    assert "+33612345678" not in json.dumps(entries)
+    assert verify_chain(entries) == (5, None)
+
+
+async def test_purge_keeps_the_rest_verifiable(tmp_path):
+    store = await _a_log(tmp_path / "log.db")
+    assert await store.purge_log(MONDAY + days(2), MONDAY + days(30)) == 2
+    rest = await store.log_entries(LogQuery())
+    anchor = await store.log_anchor()
+    await check_call(store, a_config(), a_request(), MONDAY + days(7), record=True)
+    after = await store.log_entries(LogQuery())
+    await store.close()
+    assert [e["seq"] for e in rest] == [3, 4, 5]
+    assert anchor[0] == 2
+    assert verify_chain(rest, anchor) == (3, None)
+    assert verify_chain(after, anchor) == (4, None)
+    assert verify_chain(rest)[1] is not None  # without the anchor, the start looks cut
+
+
+# ---------------------------------------------------------------- the auditor's commands
+
+
+def _cli(tmp_path, *args, status=0):
+    env = {
+        "CALLGATE_CONFIG": str(EXAMPLE),
+        "CALLGATE_DB": str(tmp_path / "log.db"),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run([CALLGATE, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == status, (result.stdout, result.stderr)
+    return result
+
+
+async def test_the_auditors_workflow(tmp_path):
+    """Export a month, verify it, and find why a given call was refused."""
+    store = await _a_log(tmp_path / "log.db", calls=1)  # 23 November: allowed
+    await store.close()
+    _cli(tmp_path, "check", "--from", "0948000001", "--to", "0612345678", "--record",
+         "--at", "2026-11-23T21:00:00+01:00", status=1)  # fmt: skip
+    _cli(tmp_path, "check", "--from", "0948000001", "--to", "0699999999", "--record",
+         "--at", "2026-11-24T11:00:00+01:00", status=1)  # fmt: skip
+    _cli(tmp_path, "check", "--from", "0948000001", "--to", "0612345678", "--record",
+         "--at", "2026-12-01T11:00:00+01:00")  # fmt: skip
+    export = tmp_path / "november.jsonl"
+    _cli(
+        tmp_path,
+        "log",
+        "export",
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-12-01",
+        "-o",
+        str(export),
+    )
+    lines = export.read_text().splitlines()
+    assert len(lines) == 3
+    assert "OK" in _cli(tmp_path, "log", "verify", str(export)).stdout
+    refused = _cli(
+        tmp_path, "log", "--callee", "0699999999", "--verdict", "reject", "--json"
+    ).stdout
+    decision_id = json.loads(refused.splitlines()[0])["id"]
+    explained = _cli(tmp_path, "log", "explain", decision_id[:8]).stdout
+    assert "CONSENT_MISSING" in explained
+    assert "prospecting_consent" in explained and "Loi 2025-594" in explained
+    # An auditor's copy that someone edited afterwards:
+    edited = [json.loads(line) for line in lines]
+    edited[1]["verdict"] = "allow"
+    export.write_text("\n".join(json.dumps(e) for e in edited) + "\n")
+    broken = _cli(tmp_path, "log", "verify", str(export), status=1).stdout
+    assert "BROKEN" in broken and "line 2" in broken and "edited" in broken
+
+
+async def test_editing_the_store_is_caught_by_verify(tmp_path):
+    store = await _a_log(tmp_path / "log.db", calls=3)
+    await store.close()
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        db.execute("UPDATE decisions SET verdict = 'reject' WHERE seq = 2")
+    result = _cli(tmp_path, "log", "verify", status=1).stdout
+    assert "seq 2" in result and "edited" in result
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        db.execute("DELETE FROM decisions WHERE seq = 2")
+    assert "removed" in _cli(tmp_path, "log", "verify", status=1).stdout
+
+
+def test_follow_sees_a_decision_made_by_another_process(tmp_path):
+    _cli(tmp_path, "consent", "list")  # creates the store
+    env = {
+        "CALLGATE_CONFIG": str(EXAMPLE),
+        "CALLGATE_DB": str(tmp_path / "log.db"),
+        "PATH": "/usr/bin:/bin",
+    }
+    follower = subprocess.Popen(
+        [CALLGATE, "log", "--follow", "--json"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        time.sleep(1.0)
+        _cli(tmp_path, "check", "--from", "0948000001", "--to", "0612345678", "--record",
+             "--at", "2026-11-23T11:00:00+01:00", status=1)  # fmt: skip
+        line = follower.stdout.readline()
+        assert json.loads(line)["callee"] == "+33612345678"
+    finally:
+        follower.terminate()
+        follower.wait(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "args", [("log", "explain", "nope"), ("log", "verify", "/no/such/file"), ("log", "replay")]
+)
+def test_log_usage_errors_are_clear(tmp_path, args):
+    result = _cli(tmp_path, *args, status=2)
+    assert "error:" in result.stderr
