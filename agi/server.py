@@ -19,6 +19,7 @@ from typing import Any
 from panoramisk.fast_agi import Request
 from panoramisk.utils import parse_agi_result
 
+from callgate import metrics
 from callgate.config import Config
 from callgate.dialplan import INPUT_VARIABLES, RESULT_VARIABLE, encode_result
 from callgate.gate import CallDecider, log_line
@@ -81,8 +82,10 @@ class AgiGate:
     async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
         server = await asyncio.start_server(self._connection, host, port)
         log.info("FastAGI gate listening on %s:%d", host, port)
+        metrics.AGI_LISTENING.set(1)
         async with server:
             await stop.wait()
+            metrics.AGI_LISTENING.set(0)
             server.close()
             # Let the requests in flight finish (they are short), then go.
             if self._tasks:

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from ari_app.client import AriClient, AriError
+from callgate import metrics
 from callgate.config import Config
 from callgate.dialplan import INPUT_VARIABLES, RESULT_VARIABLE, encode_result
 from callgate.gate import CallDecider, log_line
@@ -93,11 +94,13 @@ class AriGate:
                 outage_since = None
             log.info("connected to ARI at %s as app %r", self.client.url, self.client.app)
             self.connected.set()
+            metrics.ARI_CONNECTED.set(1)
             try:
                 await self._reconcile()
                 why = await self._serve(ws, stop)
             finally:
                 self.connected.clear()
+                metrics.ARI_CONNECTED.set(0)
                 await ws.close()
             if why == "replaced":
                 log.error("another client took the ARI app %r over; stopping", self.client.app)

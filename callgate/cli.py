@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from callgate import __version__
+from callgate import __version__, inputs
 from callgate.cli_format import (
     consent_json,
     contract_json,
@@ -34,7 +34,6 @@ from callgate.cli_log import add_log_parser
 from callgate.config import Config, ConfigError, find_config_file, load_config
 from callgate.gate import check_call, gate_error
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
-from callgate.numbering import Kind, parse_number
 from callgate.optout_file import ImportStats, read_numbers
 from callgate.store import Store, StoreError, open_store
 from callgate.timeparse import parse_instant
@@ -53,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return asyncio.run(_dispatch(args))
-    except (UsageError, ConfigError, StoreError) as error:
+    except (UsageError, ConfigError, StoreError, inputs.InvalidInput) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130
@@ -160,6 +159,16 @@ def _parser() -> argparse.ArgumentParser:
     agi.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     agi.set_defaults(handler=_agi)
 
+    api = commands.add_parser("api", help="the HTTP API, /healthz and /metrics")
+    api.add_argument("--bind", help="HOST:PORT (default: [api] bind, 127.0.0.1:8090)")
+    api.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    api.set_defaults(handler=_api)
+
+    for service in (run, agi):
+        service.add_argument(
+            "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics there (default: off)"
+        )
+
     add_log_parser(commands, _instant)
 
     db = commands.add_parser("db", help="the store itself")
@@ -216,22 +225,11 @@ def _now(args: argparse.Namespace) -> datetime:
 
 
 def _number(text: str | None, option: str = "--to") -> str:
-    if not text:
-        raise UsageError(f"{option} NUMBER is required here")
-    number = parse_number(text)
-    if number.kind is not Kind.VALID or number.e164 is None:
-        raise UsageError(f"{option}: {text!r} is not a valid phone number")
-    return number.e164
+    return inputs.e164(text, option)
 
 
 def _company_id(config: Config, given: str | None) -> str:
-    company = config.company(given)
-    if company is None:
-        known = ", ".join(config.companies) or "none configured"
-        if given is None:
-            raise UsageError(f"--company is required (known companies: {known})")
-        raise UsageError(f"--company: unknown company {given!r} (known: {known})")
-    return company.id
+    return inputs.company_id(config, given, "--company")
 
 
 def _print_records(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
@@ -424,6 +422,7 @@ async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
     from ari_app.gate import AriGate
 
     _service_logging(args.log_level)
+    _serve_metrics(args.metrics)
     settings = config.ari
     password = settings.password()
     stop = _stop_on_signals()
@@ -440,17 +439,53 @@ async def _agi(args: argparse.Namespace, config: Config, store: Store) -> int:
     from agi.server import AgiGate
 
     _service_logging(args.log_level)
+    _serve_metrics(args.metrics)
     listen = args.listen or config.agi.listen
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--listen: {listen!r} is not HOST:PORT, such as 127.0.0.1:4573")
+    host, port = _host_port(listen, "--listen")
     stop = _stop_on_signals()
     logging.getLogger("callgate").info("callgate agi: store %s", _safe_url(store_url(args, config)))
     try:
-        await AgiGate(store, config).serve(host, int(port), stop)
+        await AgiGate(store, config).serve(host, port, stop)
     except OSError as error:
         raise UsageError(f"cannot listen on {listen}: {error.strerror}") from None
     return EXIT_OK
+
+
+async def _api(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from aiohttp import web
+
+    from callgate.api import make_app
+
+    _service_logging(args.log_level)
+    host, port = _host_port(args.bind or config.api.bind, "--bind")
+    token = config.api.token()
+    runner = web.AppRunner(make_app(store, config, token), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    logging.getLogger("callgate").info("callgate api listening on http://%s:%d", host, port)
+    stop = _stop_on_signals()
+    await stop.wait()
+    await runner.cleanup()
+    return EXIT_OK
+
+
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{option}: {text!r} is not HOST:PORT, such as 127.0.0.1:8090")
+    return host, int(port)
+
+
+def _serve_metrics(listen: str | None) -> None:
+    if listen:
+        from prometheus_client import start_http_server
+
+        host, port = _host_port(listen, "--metrics")
+        start_http_server(port, addr=host)
 
 
 def _service_logging(level: str) -> None:

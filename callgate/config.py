@@ -16,6 +16,7 @@ from callgate.numbering import DEFAULT_NPV_PREFIXES, Kind, Number, Territory, pa
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
     "AgiSettings",
+    "ApiSettings",
     "AriSettings",
     "Company",
     "Config",
@@ -97,6 +98,28 @@ class AgiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiSettings:
+    bind: str = "127.0.0.1:8090"
+    token_file: str | None = None  # or $CALLGATE_API_TOKEN; never inline
+
+    def token(self) -> str:
+        from_env = os.environ.get("CALLGATE_API_TOKEN")
+        if from_env:
+            return from_env
+        if not self.token_file:
+            raise ConfigError("api.token_file: not set, and CALLGATE_API_TOKEN is empty")
+        try:
+            token = Path(self.token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(
+                f"api.token_file: cannot read {self.token_file}: {error.strerror}"
+            ) from None
+        if len(token) < 16:
+            raise ConfigError("api.token_file: the token must be 16 characters or more")
+        return token
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     node: str | None = None  # this machine's name in the decision log (default: hostname)
     retention_days: int | None = None  # `callgate log purge` without --before
@@ -113,7 +136,7 @@ class Config:
     ari: AriSettings = field(default_factory=AriSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
     log: LogSettings = field(default_factory=LogSettings)
-    sections: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    api: ApiSettings = field(default_factory=ApiSettings)
     source: str | None = None
 
     def company(self, company_id: str | None) -> Company | None:
@@ -124,8 +147,7 @@ class Config:
 
 
 # Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
-_SERVICE_SECTIONS = ("api",)
-_KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", "log", *_SERVICE_SECTIONS}
+_KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", "log", "api"}
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -161,7 +183,6 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     if synchronous not in ("full", "normal"):
         raise ConfigError(f"store.synchronous: {synchronous!r} is not full or normal")
     companies = _companies(data.get("companies", []))
-    sections = {name: _table(data, name) for name in _SERVICE_SECTIONS if name in data}
     return Config(
         store_url=store_url,
         synchronous=synchronous,
@@ -169,8 +190,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ari=_ari(_table(data, "ari")),
         agi=_agi(_table(data, "agi")),
         log=_log(_table(data, "log")),
+        api=_api(_table(data, "api")),
         companies=MappingProxyType(companies),
-        sections=MappingProxyType(sections),
         source=source,
     )
 
@@ -229,6 +250,20 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
     )
 
 
+def _api(table: Mapping[str, Any]) -> ApiSettings:
+    _no_unknown_keys(table, {"bind", "token_file"}, "api.")
+    bind = _get(table, "bind", str, "api.", ApiSettings().bind)
+    _host_port(bind, "api.bind")
+    return ApiSettings(bind=bind, token_file=_get(table, "token_file", str, "api.", None))
+
+
+def _host_port(text: str, key: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: {text!r} is not HOST:PORT, such as 127.0.0.1:8090")
+    return host, int(port)
+
+
 def _log(table: Mapping[str, Any]) -> LogSettings:
     _no_unknown_keys(table, {"node", "retention_days"}, "log.")
     days = _get(table, "retention_days", int, "log.", None)
@@ -242,9 +277,7 @@ def _agi(table: Mapping[str, Any]) -> AgiSettings:
     _no_unknown_keys(table, {"listen", "max_concurrent", "decision_timeout"}, p)
     default = AgiSettings()
     listen = _get(table, "listen", str, p, default.listen)
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"agi.listen: {listen!r} is not HOST:PORT, such as 127.0.0.1:4573")
+    _host_port(listen, "agi.listen")
     max_concurrent, timeout = _limits(table, p, default.max_concurrent, default.decision_timeout)
     return AgiSettings(listen=listen, max_concurrent=max_concurrent, decision_timeout=timeout)
 

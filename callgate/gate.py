@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from callgate import metrics
 from callgate.config import Config
 from callgate.dialplan import InputError, request_from_channel
 from callgate.model import CallRequest, Decision, Facts, Purpose, Reason, Verdict
@@ -95,6 +97,15 @@ class CallDecider:
         self, caller: str, callee: str, variables: Mapping[str, str], now: datetime,
         channel: str | None,
     ) -> Decision:  # fmt: skip
+        started = time.perf_counter()
+        decision = await self._decide(caller, callee, variables, now, channel)
+        metrics.observe(decision, time.perf_counter() - started)
+        return decision
+
+    async def _decide(
+        self, caller: str, callee: str, variables: Mapping[str, str], now: datetime,
+        channel: str | None,
+    ) -> Decision:  # fmt: skip
         try:
             request = request_from_channel(caller, callee, variables)
         except InputError as error:
@@ -107,6 +118,7 @@ class CallDecider:
         except TimeoutError:
             return self._failed(request, now, f"no decision within {self.deadline:g} s", channel)
         except StoreError as error:
+            metrics.STORE_ERRORS.inc()
             return self._failed(request, now, str(error), channel)
         except Exception as error:  # fail closed on anything unforeseen, and say what
             log.exception("decision failed on channel %s", channel)

@@ -105,6 +105,11 @@ class Store(Protocol):
     async def facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
         """All facts for one (company, callee) in one round trip."""
 
+    async def facts_many(
+        self, company: str, callees: list[str], now: datetime, since: datetime
+    ) -> dict[str, Facts]:
+        """The facts of many callees of one company in one round trip (list scrubbing)."""
+
     async def decide(
         self,
         company: str,

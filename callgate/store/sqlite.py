@@ -57,25 +57,32 @@ class _Abandoned(Exception):
 _BUSY_TIMEOUT_MS = 30_000
 _IMPORT_BATCH = 20_000
 
+
 # One statement, one round trip: every fact about a (company, callee) as of an instant.
-_FACTS_SQL = """
-SELECT 'a', at, NULL, NULL, purpose, NULL, NULL FROM attempts
-  WHERE company = :company AND callee = :callee AND at > :since AND at <= :now
+def _facts_sql(callees: str) -> str:
+    """Every fact about one company's callees as of an instant, in one statement."""
+    return f"""
+SELECT callee, 'a', at, NULL, NULL, purpose, NULL, NULL FROM attempts
+  WHERE company = :company AND callee {callees} AND at > :since AND at <= :now
 UNION ALL
-SELECT 'r', at, NULL, NULL, NULL, NULL, NULL FROM refusals
-  WHERE company = :company AND callee = :callee AND at > :since AND at <= :now
+SELECT callee, 'r', at, NULL, NULL, NULL, NULL, NULL FROM refusals
+  WHERE company = :company AND callee {callees} AND at > :since AND at <= :now
 UNION ALL
-SELECT 'c', given_at, expires_at, CASE WHEN revoked_at <= :now THEN revoked_at END,
+SELECT callee, 'c', given_at, expires_at, CASE WHEN revoked_at <= :now THEN revoked_at END,
        scope, source, proof FROM consents
-  WHERE company = :company AND callee = :callee AND given_at <= :now
+  WHERE company = :company AND callee {callees} AND given_at <= :now
 UNION ALL
-SELECT 'k', start_at, end_at, NULL, NULL, NULL, NULL FROM contracts
-  WHERE company = :company AND callee = :callee AND start_at <= :now
+SELECT callee, 'k', start_at, end_at, NULL, NULL, NULL, NULL FROM contracts
+  WHERE company = :company AND callee {callees} AND start_at <= :now
 UNION ALL
-SELECT 'o', added_at, NULL, NULL, source, NULLIF(company, ''), NULL FROM opposition
-  WHERE callee = :callee AND company IN ('', :company) AND added_at <= :now
+SELECT callee, 'o', added_at, NULL, NULL, source, NULLIF(company, ''), NULL FROM opposition
+  WHERE callee {callees} AND company IN ('', :company) AND added_at <= :now
     AND (removed_at IS NULL OR removed_at > :now)
 """
+
+
+_FACTS_SQL = _facts_sql("= :callee")
+_FACTS_MANY_SQL = _facts_sql("IN (SELECT value FROM json_each(:callees))")
 
 
 class SqliteStore:
@@ -143,30 +150,20 @@ class SqliteStore:
             "company": company, "callee": callee,
             "now": to_micros(now), "since": to_micros(since),
         }  # fmt: skip
-        attempts: list[Attempt] = []
-        refusals: list[datetime] = []
-        consents: list[Consent] = []
-        contracts: list[Contract] = []
-        oppositions: list[Opposition] = []
-        for kind, t1, t2, t3, s1, s2, s3 in await self._db.execute_fetchall(_FACTS_SQL, params):
-            at = from_micros(t1)
-            assert at is not None
-            if kind == "a":
-                attempts.append(Attempt(at, Purpose(s1)))
-            elif kind == "r":
-                refusals.append(at)
-            elif kind == "c":
-                consents.append(
-                    Consent(ConsentScope(s1), at, from_micros(t2), from_micros(t3), s2, s3)
-                )
-            elif kind == "k":
-                contracts.append(Contract(at, from_micros(t2)))
-            else:
-                oppositions.append(Opposition(s1, at, s2))
-        return Facts(
-            tuple(attempts), tuple(refusals), tuple(consents), tuple(contracts),
-            tuple(oppositions),
-        )  # fmt: skip
+        rows = await self._db.execute_fetchall(_FACTS_SQL, params)
+        return _facts_from_rows(rows).get(callee, Facts())
+
+    async def facts_many(
+        self, company: str, callees: list[str], now: datetime, since: datetime
+    ) -> dict[str, Facts]:
+        """The facts of many callees of one company in one round trip (list scrubbing)."""
+        params = {
+            "company": company, "callees": json.dumps(callees),
+            "now": to_micros(now), "since": to_micros(since),
+        }  # fmt: skip
+        async with self._lock:
+            rows = await self._db.execute_fetchall(_FACTS_MANY_SQL, params)
+        return _facts_from_rows(rows)
 
     async def decide(
         self,
@@ -470,6 +467,26 @@ _DECISION_COLUMNS = (
     "territory", "verdict", "reasons", "retry_after", "ruleset", "latency_ms", "prev_hash",
     "hash",
 )  # fmt: skip
+
+
+def _facts_from_rows(rows: Iterable[Any]) -> dict[str, Facts]:
+    found: dict[str, tuple[list[Any], ...]] = {}
+    for callee, kind, t1, t2, t3, s1, s2, s3 in rows:
+        attempts, refusals, consents, contracts, oppositions = found.setdefault(
+            callee, ([], [], [], [], [])
+        )
+        at = _at(t1)
+        if kind == "a":
+            attempts.append(Attempt(at, Purpose(s1)))
+        elif kind == "r":
+            refusals.append(at)
+        elif kind == "c":
+            consents.append(Consent(ConsentScope(s1), at, from_micros(t2), from_micros(t3), s2, s3))
+        elif kind == "k":
+            contracts.append(Contract(at, from_micros(t2)))
+        else:
+            oppositions.append(Opposition(s1, at, s2))
+    return {callee: Facts(*(tuple(part) for part in parts)) for callee, parts in found.items()}
 
 
 def _iso_micros(micros: int) -> str:

@@ -1,0 +1,384 @@
+"""`callgate api`: the HTTP API for CRMs and dialers, with /healthz and /metrics.
+
+Each handler parses its input, calls one function of the core or the store, and answers
+JSON. Bad input is 400 (not JSON) or 422 (a value that cannot be used), with a body that
+names the field. Every endpoint but /healthz needs the bearer token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ari_app.client import AriClient, AriError
+from callgate import inputs, metrics
+from callgate.cli_format import consent_json, contract_json, decision_json, opposition_json
+from callgate.config import Config, ConfigError
+from callgate.gate import check_call
+from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
+from callgate.scrub import scrub
+from callgate.store import Store, StoreError
+from callgate.store.base import LogQuery
+
+__all__ = ["make_app"]
+
+log = logging.getLogger("callgate.api")
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+TOKEN: web.AppKey[str] = web.AppKey("token", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_OPEN_PATHS = frozenset({"/healthz"})
+
+
+class Unprocessable(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def make_app(store: Store, config: Config, token: str) -> web.Application:
+    app = web.Application(middlewares=[_errors, _bearer], client_max_size=1024**2)
+    app[STORE], app[CONFIG], app[TOKEN] = store, config, token
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_text)
+    app.router.add_get("/openapi.yaml", openapi)
+    app.router.add_post("/v1/check", check)
+    app.router.add_post("/v1/scrub", scrub_list)
+    app.router.add_post("/v1/outcomes", outcomes)
+    app.router.add_get("/v1/consents", consents_list)
+    app.router.add_post("/v1/consents", consents_add)
+    app.router.add_post("/v1/consents/revoke", consents_revoke)
+    app.router.add_get("/v1/contracts", contracts_list)
+    app.router.add_post("/v1/contracts", contracts_add)
+    app.router.add_post("/v1/contracts/end", contracts_end)
+    app.router.add_get("/v1/optouts", optouts_list)
+    app.router.add_post("/v1/optouts", optouts_add)
+    app.router.add_post("/v1/optouts/remove", optouts_remove)
+    app.router.add_get("/v1/decisions", decisions)
+    return app
+
+
+# ---------------------------------------------------------------- middlewares
+
+
+@web.middleware
+async def _bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path not in _OPEN_PATHS:
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {request.app[TOKEN]}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return _problem(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' is needed")
+    return await handler(request)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Unprocessable as error:
+        return _problem(422, "invalid", error.message, error.field)
+    except inputs.InvalidInput as error:
+        return _problem(422, "invalid", error.detail, error.field)
+    except StoreError as error:
+        metrics.STORE_ERRORS.inc()
+        log.error("store error: %s", error)
+        return _problem(503, "store_unavailable", "the store cannot answer; try again")
+    except web.HTTPException as error:
+        if error.status >= 400:
+            return _problem(error.status, "http", error.reason)
+        raise
+
+
+def _problem(status: int, kind: str, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": kind, "message": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+# ---------------------------------------------------------------- input helpers
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="the body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], field: str, *, required: bool = False) -> str | None:
+    value = body.get(field)
+    if value is None:
+        if required:
+            raise Unprocessable(field, f"{field} is required")
+        return None
+    if not isinstance(value, str):
+        raise Unprocessable(field, f"{field} must be a string")
+    return value
+
+
+def _choice(body: dict[str, Any], field: str, choices: type[Purpose] | type[ConsentScope]) -> Any:
+    value = _text(body, field)
+    if value is None:
+        return None
+    try:
+        return choices(value)
+    except ValueError:
+        raise Unprocessable(field, f"{field} must be one of {', '.join(choices)}") from None
+
+
+def _at(body: dict[str, Any], field: str = "at") -> datetime:
+    return inputs.instant(_text(body, field), field) or datetime.now(UTC)
+
+
+def _created(payload: dict[str, Any]) -> web.Response:
+    return web.json_response(payload, status=201)
+
+
+# ---------------------------------------------------------------- health, metrics, docs
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Store reachable, and the ARI gate's app registered on Asterisk."""
+    store_ok = True
+    try:
+        await request.app[STORE].log_anchor()
+    except Exception:
+        store_ok = False
+    ari = await _ari_state(request.app[CONFIG])
+    healthy = store_ok and ari != "app not registered"
+    body = {"status": "ok" if healthy else "degraded", "store": "ok" if store_ok else "down",
+            "ari": ari}  # fmt: skip
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def _ari_state(config: Config) -> str:
+    try:
+        password = config.ari.password()
+    except ConfigError:
+        return "not configured"
+    settings = config.ari
+    try:
+        async with AriClient(settings.url, settings.username, password, settings.app) as ari:
+            await ari.channels_in_app()
+            return "connected"
+    except AriError:
+        return "app not registered"
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return "asterisk unreachable"
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = resources.files("callgate").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/yaml")
+
+
+# ---------------------------------------------------------------- decisions
+
+
+async def check(request: web.Request) -> web.Response:
+    """A dry run: the verdict a call would get now (or ``at``), logged as a dry run."""
+    body = await _body(request)
+    config, store = request.app[CONFIG], request.app[STORE]
+    call = CallRequest(
+        caller=_text(body, "from", required=True) or "",
+        callee=_text(body, "to", required=True) or "",
+        company=_text(body, "company"),
+        purpose=_choice(body, "purpose", Purpose),
+        campaign=_text(body, "campaign"),
+        dept=_text(body, "dept"),
+    )
+    started = time.perf_counter()
+    decision = await check_call(store, config, call, _at(body), record=False)
+    seconds = time.perf_counter() - started
+    metrics.observe(decision, seconds)
+    await store.record_decision(decision, kind="dry-run", latency_ms=round(seconds * 1000, 3))
+    return web.json_response(decision_json(decision))
+
+
+async def scrub_list(request: web.Request) -> web.StreamResponse:
+    """A call list in (one number per line, or JSON lines with "to"), verdicts out as JSON
+    lines, streamed both ways."""
+    config = request.app[CONFIG]
+    query = request.query
+    company = inputs.company_id(config, query.get("company"))
+    purpose = _choice(dict(query), "purpose", Purpose)
+    caller = query.get("from") or (config.companies[company].numbers or ("",))[0]
+    now = inputs.instant(query.get("at"), "at") or datetime.now(UTC)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    results = scrub(
+        request.app[STORE], config, _numbers(request), caller=caller, company=company,
+        purpose=purpose, now=now,
+    )  # fmt: skip
+    chunk: list[str] = []
+    async for result in results:
+        chunk.append(json.dumps(result, ensure_ascii=False))
+        if len(chunk) >= 500:
+            await response.write(("\n".join(chunk) + "\n").encode())
+            chunk = []
+    if chunk:
+        await response.write(("\n".join(chunk) + "\n").encode())
+    await response.write_eof()
+    return response
+
+
+async def _numbers(request: web.Request) -> AsyncIterator[str]:
+    async for raw in request.content:
+        line = raw.decode("utf-8", "replace").strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            # Not JSON after all: judged as given, an invalid number gets DEST_INVALID.
+            with contextlib.suppress(json.JSONDecodeError, AttributeError):
+                line = str(json.loads(line).get("to", ""))
+        yield line
+
+
+async def decisions(request: web.Request) -> web.Response:
+    """The decision log, with `callgate log`'s filters; page with ``after``."""
+    query = request.query
+
+    def number(field: str) -> str | None:
+        return inputs.e164(query[field], field) if query.get(field) else None
+
+    filters = LogQuery(
+        since=inputs.instant(query.get("since"), "since"),
+        until=inputs.instant(query.get("until"), "until"),
+        verdict=query.get("verdict"), reason=query.get("reason"),
+        company=query.get("company"), campaign=query.get("campaign"),
+        callee=number("callee"), caller=number("caller"),
+    )  # fmt: skip
+    try:
+        limit = min(int(query.get("limit", "100")), 1000)
+        after = int(query.get("after", "0"))
+    except ValueError:
+        raise Unprocessable("limit", "limit and after must be integers") from None
+    if limit < 1 or after < 0:
+        raise Unprocessable("limit", "limit must be 1 or more, after 0 or more")
+    entries = await request.app[STORE].log_entries(filters, after_seq=after, limit=limit)
+    next_after = entries[-1]["seq"] if len(entries) == limit else None
+    return web.json_response({"decisions": entries, "next_after": next_after})
+
+
+# ---------------------------------------------------------------- records
+
+
+async def outcomes(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if body.get("outcome") != "refused":
+        raise Unprocessable("outcome", "outcome must be 'refused'")
+    callee = inputs.e164(_text(body, "to"), "to")
+    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    at = _at(body)
+    record_id = await request.app[STORE].add_refusal(company, callee, at, "api")
+    return _created({"id": record_id, "to": callee, "company": company, "at": at.isoformat()})
+
+
+async def consents_add(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee = inputs.e164(_text(body, "to"), "to")
+    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    at = _at(body)
+    expires = inputs.instant(_text(body, "expires"), "expires")
+    if expires is not None and expires <= at:
+        raise Unprocessable("expires", "expires must be later than the consent itself")
+    consent = Consent(
+        _choice(body, "scope", ConsentScope) or ConsentScope.PROSPECTING, at, expires, None,
+        _text(body, "source"), _text(body, "proof"), _text(body, "given_by"),
+    )  # fmt: skip
+    record_id = await request.app[STORE].add_consent(company, callee, consent)
+    return _created({"id": record_id})
+
+
+async def consents_revoke(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee = inputs.e164(_text(body, "to"), "to")
+    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    scope = _choice(body, "scope", ConsentScope)
+    count = await request.app[STORE].revoke_consents(company, callee, scope, _at(body))
+    return web.json_response({"revoked": count})
+
+
+async def consents_list(request: web.Request) -> web.Response:
+    callee, company = _filters(request)
+    records = await request.app[STORE].consents(company, callee)
+    return web.json_response({"consents": [consent_json(r) for r in records]})
+
+
+async def contracts_add(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee = inputs.e164(_text(body, "to"), "to")
+    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    at = _at(body)
+    until = inputs.instant(_text(body, "until"), "until")
+    if until is not None and until <= at:
+        raise Unprocessable("until", "until must be later than the contract's start")
+    record_id = await request.app[STORE].add_contract(company, callee, Contract(at, until))
+    return _created({"id": record_id})
+
+
+async def contracts_end(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee = inputs.e164(_text(body, "to"), "to")
+    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    count = await request.app[STORE].end_contracts(company, callee, _at(body))
+    return web.json_response({"ended": count})
+
+
+async def contracts_list(request: web.Request) -> web.Response:
+    callee, company = _filters(request)
+    records = await request.app[STORE].contracts(company, callee)
+    return web.json_response({"contracts": [contract_json(r) for r in records]})
+
+
+async def optouts_add(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee = inputs.e164(_text(body, "to"), "to")
+    given = _text(body, "company")
+    company = inputs.company_id(request.app[CONFIG], given) if given else None
+    source = _text(body, "source") or "internal"
+    if source not in ("internal", "bloctel"):
+        raise Unprocessable("source", "source must be internal or bloctel")
+    added = await request.app[STORE].add_oppositions([callee], company, source, _at(body))
+    return _created({"added": added})
+
+
+async def optouts_remove(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee = inputs.e164(_text(body, "to"), "to")
+    given = _text(body, "company")
+    company = inputs.company_id(request.app[CONFIG], given) if given else None
+    count = await request.app[STORE].remove_oppositions(callee, company, _at(body))
+    return web.json_response({"removed": count})
+
+
+async def optouts_list(request: web.Request) -> web.Response:
+    callee, company = _filters(request)
+    rows = [opposition_json(r) async for r in request.app[STORE].oppositions(callee, company)]
+    return web.json_response({"optouts": rows})
+
+
+def _filters(request: web.Request) -> tuple[str | None, str | None]:
+    to, company = request.query.get("to"), request.query.get("company")
+    return (inputs.e164(to, "to") if to else None), company

@@ -1,0 +1,35 @@
+"""Prometheus metrics, the same in every process that decides: gates, API."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from callgate.model import Decision
+
+__all__ = [
+    "AGI_LISTENING",
+    "ARI_CONNECTED",
+    "DECISIONS",
+    "DECISION_SECONDS",
+    "REASONS",
+    "STORE_ERRORS",
+    "observe",
+]
+
+DECISIONS = Counter("callgate_decisions", "Decisions made, by verdict", ["verdict"])
+REASONS = Counter("callgate_decision_reasons", "Reasons given, by code", ["reason"])
+DECISION_SECONDS = Histogram(
+    "callgate_decision_seconds",
+    "Time to decide one call, store included",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+STORE_ERRORS = Counter("callgate_store_errors", "Decisions the store could not answer")
+ARI_CONNECTED = Gauge("callgate_ari_connected", "1 while the ARI gate's WebSocket is up")
+AGI_LISTENING = Gauge("callgate_agi_listening", "1 while the FastAGI gate listens")
+
+
+def observe(decision: Decision, seconds: float) -> None:
+    DECISIONS.labels(decision.verdict.value).inc()
+    for reason in decision.reasons:
+        REASONS.labels(reason.code).inc()
+    DECISION_SECONDS.observe(seconds)
