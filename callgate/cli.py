@@ -495,6 +495,20 @@ def _service_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_client_errors_in_one_line)
+
+
+def _client_errors_in_one_line(record: logging.LogRecord) -> bool:
+    """A malformed request is the client's fault: one line, not a traceback."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.msg, record.args = "bad HTTP request: %s", (error.message or type(error).__name__,)
+        record.exc_info, record.exc_text, record.levelno, record.levelname = (
+            None, None, logging.WARNING, "WARNING",
+        )  # fmt: skip
+    return True
 
 
 def _stop_on_signals() -> asyncio.Event:
