@@ -1,0 +1,121 @@
+"""Scrub benchmark: a call list of a million numbers through `POST /v1/scrub`.
+
+    python -m bench.scrub                 # 1,000,000 numbers
+    python -m bench.scrub --numbers 100000
+
+Starts the real `callgate api` on a fresh SQLite store holding 100,000 opposition entries
+and 100,000 consents, streams the list up (one number per line, generated on the fly),
+reads the verdicts as they stream back, and reports numbers per second and the API
+process's peak resident memory (VmHWM), which must not grow with the list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from harness.sipp import free_port
+
+TOKEN = "bench-token-0123456789abcdef"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "callgate.toml"
+
+
+def number(i: int) -> str:
+    return f"06{10_000_000 + i:08d}"
+
+
+async def body(count: int) -> AsyncIterator[bytes]:
+    chunk = 10_000
+    for start in range(0, count, chunk):
+        yield "".join(number(i) + "\n" for i in range(start, min(count, start + chunk))).encode()
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run(url: str, count: int) -> tuple[int, dict[str, int], float]:
+    verdicts: dict[str, int] = {}
+    lines = 0
+    started = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
+        f"{url}/v1/scrub?at=2026-11-23T11:00:00%2B01:00", data=body(count),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as reply:  # fmt: skip
+        reply.raise_for_status()
+        async for raw in reply.content:
+            lines += 1
+            verdict = '"allow"' if b'"verdict": "allow"' in raw else '"reject"'
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+            if lines % 200_000 == 0:
+                print(f"  {lines:,} verdicts...", flush=True)
+    return lines, verdicts, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--numbers", type=int, default=1_000_000)
+    args = parser.parse_args()
+    callgate = shutil.which("callgate")
+    if callgate is None:
+        raise SystemExit("callgate is not on PATH: pip install -e . first")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "scrub.db"
+        env = {**os.environ, "CALLGATE_CONFIG": str(EXAMPLE), "CALLGATE_DB": str(db),
+               "CALLGATE_API_TOKEN": TOKEN}  # fmt: skip
+        listed = Path(tmp) / "optouts.txt"
+        listed.write_text("".join(number(i) + "\n" for i in range(0, 1_000_000, 10)))
+        subprocess.run([callgate, "optout", "import", str(listed), "--at", "2026-01-01"],
+                       env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        seed_consents(db)
+        port = free_port()
+        api = subprocess.Popen([callgate, "api", "--bind", f"127.0.0.1:{port}"], env=env,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            time.sleep(2)
+            lines, verdicts, seconds = asyncio.run(run(f"http://127.0.0.1:{port}", args.numbers))
+            peak = peak_rss_mb(api.pid)
+        finally:
+            api.terminate()
+            api.wait()
+    python = platform.python_version()
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
+    print("| numbers | verdicts | allowed | rejected | seconds | numbers/s | API peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| {args.numbers:,} | {lines:,} | {verdicts.get(chr(34) + 'allow' + chr(34), 0):,} | "
+        f"{verdicts.get(chr(34) + 'reject' + chr(34), 0):,} | {seconds:.1f} | "
+        f"{lines / seconds:,.0f} | {peak:.0f} MB |"
+    )
+
+
+def seed_consents(db: Path) -> None:
+    """A consent for nine numbers in ten, given on 2026-09-01 (the rest get CONSENT_MISSING)."""
+    import sqlite3
+
+    given = 1_788_220_800_000_000  # 2026-09-01T00:00:00Z in microseconds
+    with sqlite3.connect(db) as connection:
+        connection.executemany(
+            "INSERT INTO consents (company, callee, scope, given_at) VALUES (?, ?, ?, ?)",
+            (("acme", "+33" + number(i)[1:], "prospecting", given)
+             for i in range(1_000_000) if i % 10 != 5),
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
