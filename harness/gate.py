@@ -88,6 +88,7 @@ class GateProcess:
         self.ari_url, self.ari_password = ari_url, ari_password
         self.fake_now = fake_now
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     def environment(self) -> dict[str, str]:
         env = {**os.environ, "CALLGATE_CONFIG": str(self.config)}
@@ -106,7 +107,7 @@ class GateProcess:
         before = self._connections()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [*callgate_command(), self.command], env=self.environment(),
+                [*callgate_command(), self.command, *self.extra_args], env=self.environment(),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

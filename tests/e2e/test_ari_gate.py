@@ -291,3 +291,20 @@ def test_a_slow_store_refuses_the_call_in_time_and_the_gate_recovers(pbx, site):
     # The late decision left no attempt; the refusal it became is in the log.
     assert [row[0] for row in site.decisions()] == ["reject", "allow"]
     assert json.loads(site.decisions()[0][1])[0]["code"] == "GATE_ERROR"
+
+
+def test_the_gate_serves_its_metrics(pbx, site):
+    import urllib.request
+
+    from harness.sipp import free_port
+
+    site.consent(CALLEE)
+    port = free_port()
+    gate = site.gate()
+    gate.extra_args = ["--metrics", f"127.0.0.1:{port}"]
+    gate.start()
+    assert pbx.call(NPV, CALLEE).final == BUSY
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    assert 'callgate_decisions_total{verdict="allow"} 1.0' in text
+    assert "callgate_ari_connected 1.0" in text
