@@ -50,7 +50,7 @@ def test_the_api_refuses_to_start_without_a_token(tmp_path):
     env.update(CALLGATE_CONFIG=str(EXAMPLE), CALLGATE_DB=str(tmp_path / "x.db"))
     result = subprocess.run([CALLGATE, "api"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "api.token_file: not set" in result.stderr
+    assert "api.token_file: cannot read /etc/callgate/api-token" in result.stderr
 
 
 def test_no_request_the_openapi_document_allows_makes_a_server_error(api):
