@@ -16,10 +16,18 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def free_port() -> int:
-    """A UDP port free on loopback right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free on loopback right now for both TCP and UDP (SIP, HTTP, AGI alike)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port on loopback")
 
 
 def _sipp() -> str:
