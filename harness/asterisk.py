@@ -29,11 +29,20 @@ def _log(message: str) -> None:
     print(f"[asterisk] {message}", file=sys.stderr, flush=True)
 
 
+PACKAGES_FILE = REPO / "docker" / "asterisk" / "packages.txt"
+
+
+def packages() -> list[str]:
+    """The Debian packages of Asterisk: the same list for this root and the Docker image."""
+    return PACKAGES_FILE.read_text().split()
+
+
 def ensure_root(root: Path = DEFAULT_ROOT) -> Path | None:
     """The chroot to run Asterisk in, built if missing; None when Asterisk is on PATH."""
     if shutil.which("asterisk"):
         return None
     if (root / "usr/sbin/asterisk").exists():
+        _install_missing(root)
         return root
     if shutil.which("debootstrap") is None:
         raise RuntimeError("no asterisk on PATH and no debootstrap: apt-get install debootstrap")
@@ -42,12 +51,33 @@ def ensure_root(root: Path = DEFAULT_ROOT) -> Path | None:
     building.parent.mkdir(parents=True, exist_ok=True)
     _log(f"building a Debian unstable root with Asterisk in {root} (about a minute)...")
     subprocess.run(
-        ["debootstrap", "--variant=minbase", "--include=asterisk", "sid", str(building), MIRROR],
+        ["debootstrap", "--variant=minbase", f"--include={','.join(packages())}", "sid",
+         str(building), MIRROR],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     building.rename(root)
     _log("root ready")
     return root
+
+
+def _install_missing(root: Path) -> None:
+    """A root cached before the package list grew gets the new packages."""
+    missing = [
+        name for name in packages()
+        if subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f=${Status}", name],
+                          capture_output=True, text=True).stdout != "install ok installed"
+    ]  # fmt: skip
+    if missing:
+        _log(f"installing {', '.join(missing)} into {root}...")
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        # A mirror snapshot may carry an expired Release file: accept it, as debootstrap did.
+        update = ["apt-get", "-o", "Acquire::Check-Valid-Until=false", "update", "-q"]
+        subprocess.run(["chroot", str(root), *update], check=True, env=env,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            ["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends",
+             *missing], check=True, env=env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -122,6 +152,7 @@ class AsteriskInstance:
         for source in CONF_DIR.glob("*.conf"):
             shutil.copy(source, etc / source.name)
         self._edit(etc / "pjsip.conf", "transport-udp", "bind", f"127.0.0.1:{self.ports.sip}")
+        self._edit(etc / "pjsip.conf", "transport-tcp", "bind", f"127.0.0.1:{self.ports.sip}")
         self._edit(
             etc / "pjsip.conf", "carrier-aor", "contact", f"sip:127.0.0.1:{self.ports.carrier}"
         )

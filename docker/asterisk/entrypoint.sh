@@ -1,0 +1,27 @@
+#!/bin/sh
+# Configure Asterisk from the environment, then run it in the foreground.
+#   ARI_PASSWORD_FILE  the ARI password callgate uses (default /run/secrets/ari_password)
+#   RTP_START, RTP_END the RTP port range (default 10000-10100)
+# `callgate-asterisk --configure-only DIR` writes the configuration into DIR and stops:
+# the test harness runs it in its own Debian root, so the image cannot drift.
+set -eu
+etc=/etc/asterisk
+if [ "${1:-}" = "--configure-only" ]; then
+    etc=$2
+fi
+
+printf '[general]\nrtpstart=%s\nrtpend=%s\n' "${RTP_START:-10000}" "${RTP_END:-10100}" > "$etc/rtp.conf"
+
+secret=${ARI_PASSWORD_FILE:-/run/secrets/ari_password}
+if [ -r "$secret" ]; then
+    password=$(tr -d '\r\n' < "$secret")
+    # Only the [callgate] user's password line; the secret never reaches the logs.
+    sed -i "s|^password = .*|password = ${password}|" "$etc/ari.conf"
+else
+    echo "callgate-asterisk: no ARI password at $secret: callgate cannot connect" >&2
+fi
+
+if [ "${1:-}" = "--configure-only" ]; then
+    exit 0
+fi
+exec asterisk -f -n -g
