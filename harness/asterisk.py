@@ -121,6 +121,7 @@ class AsteriskInstance:
         root: Path | None = None,
         globals_: dict[str, str] | None = None,
         flavour: str = "ari",
+        conf_dir: Path = CONF_DIR,
     ) -> None:
         self.name = name
         self.ports = ports
@@ -128,6 +129,7 @@ class AsteriskInstance:
         self.root = root
         self.globals = globals_ or {}
         self.flavour = flavour
+        self.conf_dir = conf_dir
         base = Path("/srv/callgate") / name
         self.inside = base  # the instance's folder as Asterisk sees it
         self.outside = (root / base.relative_to("/")) if root else Path("/tmp/callgate-ast") / name
@@ -149,7 +151,7 @@ class AsteriskInstance:
         etc.mkdir(parents=True)
         for folder in ("run", "spool", "log", "lib", "cache"):
             (self.outside / folder).mkdir()
-        for source in CONF_DIR.glob("*.conf"):
+        for source in self.conf_dir.glob("*.conf"):
             shutil.copy(source, etc / source.name)
         self._edit(etc / "pjsip.conf", "transport-udp", "bind", f"127.0.0.1:{self.ports.sip}")
         self._edit(etc / "pjsip.conf", "transport-tcp", "bind", f"127.0.0.1:{self.ports.sip}")
@@ -157,7 +159,8 @@ class AsteriskInstance:
             etc / "pjsip.conf", "carrier-aor", "contact", f"sip:127.0.0.1:{self.ports.carrier}"
         )
         self._edit(etc / "http.conf", "general", "bindport", str(self.ports.http))
-        self._edit(etc / "ari.conf", "callgate", "password", self.ari_password)
+        if self.ari_password:  # empty: keep the configuration's own
+            self._edit(etc / "ari.conf", "callgate", "password", self.ari_password)
         for key, value in self.globals.items():
             self._edit(etc / "extensions.conf", "globals", key, value)
         self._choose_flavour(etc)

