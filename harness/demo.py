@@ -34,14 +34,19 @@ SIP_ANSWERS = {486: "reached the carrier (it answers busy)", 403: "refused by ca
 
 
 def _port(preferred: int) -> int:
+    """The usual port when it is free for TCP and UDP, or any free one."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            return free_port()
+    try:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        ):
+            tcp.bind(("127.0.0.1", preferred))
+            udp.bind(("127.0.0.1", preferred))
+        return preferred
+    except OSError:
+        return free_port()
 
 
 def main() -> int:
@@ -59,10 +64,10 @@ def main() -> int:
     password_file = workdir / "ari-password"
     password_file.write_text(password)
     password_file.chmod(0o600)
-    ports = Ports(sip=_port(5060), http=_port(8088), carrier=_port(5070))
+    ports = Ports(sip=_port(5060), http=_port(8088), carrier=_port(5070), agi=_port(4573))
     config = write_config(
         workdir / "callgate.toml", db=db, ari_url=f"http://127.0.0.1:{ports.http}",
-        password_file=password_file,
+        password_file=password_file, agi_port=ports.agi,
     )  # fmt: skip
 
     print("callgate demo: a local Asterisk 22, `callgate run` on SQLite, sipp as agent and carrier")
@@ -71,6 +76,11 @@ def main() -> int:
     gate = GateProcess(
         config, workdir / "gate.log", ari_url=asterisk.ari_url, ari_password=password
     )
+    # The FastAGI service answers the agents' refusal key (*7).
+    refusals = GateProcess(
+        config, workdir / "agi.log", ari_url=asterisk.ari_url, ari_password=password,
+        command="agi",
+    )  # fmt: skip
     try:
         asterisk.start()
         carrier.start()
@@ -78,7 +88,11 @@ def main() -> int:
              "--proof", "demo consent")  # fmt: skip
         _cli(config, "consent", "add", "--to", "0612345678", "--scope", "out_of_hours",
              "--source", "demo", "--proof", "demo consent, any hour")  # fmt: skip
+        for scope in ("prospecting", "out_of_hours"):  # answered by the carrier: try *7
+            _cli(config, "consent", "add", "--to", "0756123456", "--scope", scope,
+                 "--source", "demo", "--proof", "demo consent")  # fmt: skip
         gate.start()
+        refusals.start()
         print(f"Asterisk SIP on 127.0.0.1:{ports.sip}, ARI on {asterisk.ari_url}; "
               f"store {db}\n")  # fmt: skip
         for title, caller, number in CALLS:
@@ -88,6 +102,7 @@ def main() -> int:
             print("Serving; Ctrl-C to stop.")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
+        refusals.stop()
         gate.stop()
         carrier.stop()
         asterisk.stop()
@@ -144,10 +159,10 @@ def _decision_count(db: Path) -> int:
 
 def _softphone_help(ports: Ports) -> str:
     return f"""To try more with a softphone (Linphone, Zoiper, baresip) on this machine:
-  account 1001, password demo-1001, server 127.0.0.1:{ports.sip} (UDP)
-  dial 0612345678 (consented: goes through), any other 06/07 number (refused: no consent),
-  or 112 (emergency: never gated). Record consents with
-  `callgate --config demo/callgate.toml consent add --to NUMBER`.
+  account 1001, password demo-1001, server 127.0.0.1:{ports.sip} (UDP or TCP)
+  dial 0612345678 (consented: the carrier answers busy), 0756123456 (consented: the
+  carrier answers; press *7 for "the callee refused"), any other number (refused: no
+  consent), or 112 (emergency: never gated). docs/softphone.md has the whole tour.
 Run `make serve` to keep the demo PBX up while you try."""
 
 
