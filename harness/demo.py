@@ -100,7 +100,10 @@ def main() -> int:
         print(_softphone_help(ports))
         if args.serve:
             print("Serving; Ctrl-C to stop.")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            stops = {signal.SIGINT, signal.SIGTERM}
+            # sigwait only returns for blocked signals; unblocked, Ctrl-C would be lost.
+            signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+            signal.sigwait(stops)
     finally:
         refusals.stop()
         gate.stop()
