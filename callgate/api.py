@@ -288,8 +288,7 @@ async def outcomes(request: web.Request) -> web.Response:
     body = await _body(request)
     if body.get("outcome") != "refused":
         raise Unprocessable("outcome", "outcome must be 'refused'")
-    callee = inputs.e164(_text(body, "to"), "to")
-    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    callee, company = _target(request, body)
     at = _at(body)
     record_id = await request.app[STORE].add_refusal(company, callee, at, "api")
     return _created({"id": record_id, "to": callee, "company": company, "at": at.isoformat()})
@@ -297,8 +296,7 @@ async def outcomes(request: web.Request) -> web.Response:
 
 async def consents_add(request: web.Request) -> web.Response:
     body = await _body(request)
-    callee = inputs.e164(_text(body, "to"), "to")
-    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    callee, company = _target(request, body)
     at = _at(body)
     expires = inputs.instant(_text(body, "expires"), "expires")
     if expires is not None and expires <= at:
@@ -313,8 +311,7 @@ async def consents_add(request: web.Request) -> web.Response:
 
 async def consents_revoke(request: web.Request) -> web.Response:
     body = await _body(request)
-    callee = inputs.e164(_text(body, "to"), "to")
-    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    callee, company = _target(request, body)
     scope = _choice(body, "scope", ConsentScope)
     count = await request.app[STORE].revoke_consents(company, callee, scope, _at(body))
     return web.json_response({"revoked": count})
@@ -328,8 +325,7 @@ async def consents_list(request: web.Request) -> web.Response:
 
 async def contracts_add(request: web.Request) -> web.Response:
     body = await _body(request)
-    callee = inputs.e164(_text(body, "to"), "to")
-    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    callee, company = _target(request, body)
     at = _at(body)
     until = inputs.instant(_text(body, "until"), "until")
     if until is not None and until <= at:
@@ -340,8 +336,7 @@ async def contracts_add(request: web.Request) -> web.Response:
 
 async def contracts_end(request: web.Request) -> web.Response:
     body = await _body(request)
-    callee = inputs.e164(_text(body, "to"), "to")
-    company = inputs.company_id(request.app[CONFIG], _text(body, "company"))
+    callee, company = _target(request, body)
     count = await request.app[STORE].end_contracts(company, callee, _at(body))
     return web.json_response({"ended": count})
 
@@ -377,6 +372,12 @@ async def optouts_list(request: web.Request) -> web.Response:
     callee, company = _filters(request)
     rows = [opposition_json(r) async for r in request.app[STORE].oppositions(callee, company)]
     return web.json_response({"optouts": rows})
+
+
+def _target(request: web.Request, body: dict[str, Any]) -> tuple[str, str]:
+    """The callee (``to``) and the configured company a record is about."""
+    callee = inputs.e164(_text(body, "to"), "to")
+    return callee, inputs.company_id(request.app[CONFIG], _text(body, "company"))
 
 
 def _filters(request: web.Request) -> tuple[str | None, str | None]:

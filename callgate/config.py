@@ -72,17 +72,7 @@ class AriSettings:
 
     def password(self) -> str:
         """The ARI password, from $CALLGATE_ARI_PASSWORD or ``password_file``."""
-        from_env = os.environ.get("CALLGATE_ARI_PASSWORD")
-        if from_env:
-            return from_env
-        if not self.password_file:
-            raise ConfigError("ari.password_file: not set, and CALLGATE_ARI_PASSWORD is empty")
-        try:
-            return Path(self.password_file).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(
-                f"ari.password_file: cannot read {self.password_file}: {error.strerror}"
-            ) from None
+        return read_secret("CALLGATE_ARI_PASSWORD", self.password_file, "ari.password_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +81,6 @@ class AgiSettings:
     max_concurrent: int = 256
     decision_timeout: float = 1.5  # seconds; well inside Asterisk's 2 s FastAGI timeout
 
-    @property
-    def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host, int(port)
-
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
@@ -103,20 +88,24 @@ class ApiSettings:
     token_file: str | None = None  # or $CALLGATE_API_TOKEN; never inline
 
     def token(self) -> str:
-        from_env = os.environ.get("CALLGATE_API_TOKEN")
-        if from_env:
-            return from_env
-        if not self.token_file:
-            raise ConfigError("api.token_file: not set, and CALLGATE_API_TOKEN is empty")
-        try:
-            token = Path(self.token_file).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(
-                f"api.token_file: cannot read {self.token_file}: {error.strerror}"
-            ) from None
+        """The API's bearer token, from $CALLGATE_API_TOKEN or ``token_file``."""
+        token = read_secret("CALLGATE_API_TOKEN", self.token_file, "api.token_file")
         if len(token) < 16:
             raise ConfigError("api.token_file: the token must be 16 characters or more")
         return token
+
+
+def read_secret(variable: str, path: str | None, key: str) -> str:
+    """A secret from the environment, else from a file; never from the config itself."""
+    from_env = os.environ.get(variable)
+    if from_env:
+        return from_env
+    if not path:
+        raise ConfigError(f"{key}: not set, and {variable} is empty")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{key}: cannot read {path}: {error.strerror}") from None
 
 
 @dataclass(frozen=True, slots=True)
