@@ -34,8 +34,8 @@ ENDPOINTS = [
 
 
 @pytest.fixture
-async def client(tmp_path):
-    store = await open_store(str(tmp_path / "api.db"))
+async def client(store_url):
+    store = await open_store(store_url)
     app = make_app(store, a_config(), TOKEN)
     async with TestClient(TestServer(app)) as client:
         yield client

@@ -17,7 +17,7 @@ from callgate.store.base import LogQuery
 
 
 async def _a_log(path, calls: int = 5):
-    store = await open_store(str(path))
+    store = await open_store(str(path))  # a SQLite file or a PostgreSQL URL
     await store.add_consent(
         "acme", "+33612345678", Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1))
     )
@@ -26,8 +26,8 @@ async def _a_log(path, calls: int = 5):
     return store
 
 
-async def test_an_intact_log_verifies(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_an_intact_log_verifies(store_url):
+    store = await _a_log(store_url)
     entries = await store.log_entries(LogQuery())
     await store.close()
     assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
@@ -35,8 +35,8 @@ async def test_an_intact_log_verifies(tmp_path):
     assert verify_chain(entries) == (5, None)
 
 
-async def test_an_edit_is_caught_at_the_edited_entry(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_an_edit_is_caught_at_the_edited_entry(store_url):
+    store = await _a_log(store_url)
     entries = await store.log_entries(LogQuery())
     await store.close()
     entries[2]["verdict"] = "allow" if entries[2]["verdict"] == "reject" else "reject"
@@ -45,8 +45,8 @@ async def test_an_edit_is_caught_at_the_edited_entry(tmp_path):
     assert broken.seq == 3 and "edited" in broken.problem
 
 
-async def test_an_edited_callee_is_caught(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_an_edited_callee_is_caught(store_url):
+    store = await _a_log(store_url)
     entries = await store.log_entries(LogQuery())
     await store.close()
     entries[1]["callee"] = "+33612345679"
@@ -54,8 +54,8 @@ async def test_an_edited_callee_is_caught(tmp_path):
     assert broken.seq == 2 and "callee" in broken.problem
 
 
-async def test_a_deletion_is_caught_at_the_entry_after_it(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_a_deletion_is_caught_at_the_entry_after_it(store_url):
+    store = await _a_log(store_url)
     entries = await store.log_entries(LogQuery())
     await store.close()
     del entries[1]
@@ -64,8 +64,8 @@ async def test_a_deletion_is_caught_at_the_entry_after_it(tmp_path):
     assert broken.seq == 3 and "removed" in broken.problem
 
 
-async def test_a_deletion_that_renumbers_is_still_caught(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_a_deletion_that_renumbers_is_still_caught(store_url):
+    store = await _a_log(store_url)
     entries = await store.log_entries(LogQuery())
     await store.close()
     del entries[1]
@@ -75,8 +75,8 @@ async def test_a_deletion_that_renumbers_is_still_caught(tmp_path):
     assert broken.position == 2  # renumbering changes the content the hash covers
 
 
-async def test_a_reordering_is_caught(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_a_reordering_is_caught(store_url):
+    store = await _a_log(store_url)
     entries = await store.log_entries(LogQuery())
     await store.close()
     entries[2], entries[3] = entries[3], entries[2]
@@ -86,8 +86,8 @@ async def test_a_reordering_is_caught(tmp_path):
     assert "entries 3 to 3 before it were removed" in broken.problem
 
 
-async def test_a_pseudonymised_export_verifies_without_the_numbers(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_a_pseudonymised_export_verifies_without_the_numbers(store_url):
+    store = await _a_log(store_url)
     entries = [pseudonymise(e) for e in await store.log_entries(LogQuery())]
     await store.close()
     assert all("callee" not in e and "callee_salt" not in e for e in entries)
@@ -95,8 +95,8 @@ async def test_a_pseudonymised_export_verifies_without_the_numbers(tmp_path):
     assert verify_chain(entries) == (5, None)
 
 
-async def test_purge_keeps_the_rest_verifiable(tmp_path):
-    store = await _a_log(tmp_path / "log.db")
+async def test_purge_keeps_the_rest_verifiable(store_url):
+    store = await _a_log(store_url)
     assert await store.purge_log(MONDAY + days(2), MONDAY + days(30)) == 2
     rest = await store.log_entries(LogQuery())
     anchor = await store.log_anchor()

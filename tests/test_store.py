@@ -13,14 +13,14 @@ CALLEE = "+33612345678"
 
 
 @pytest.fixture
-async def store(tmp_path):
-    opened = await open_store(str(tmp_path / "callgate.db"))
+async def store(store_url):
+    opened = await open_store(store_url)
     yield opened
     await opened.close()
 
 
-async def test_schema_is_versioned_and_migrations_run_once(tmp_path):
-    path = str(tmp_path / "v.db")
+async def test_schema_is_versioned_and_migrations_run_once(store_url):
+    path = store_url
     first = await open_store(path)
     assert await first.migrate() == 1
     await first.close()
@@ -55,11 +55,13 @@ async def test_facts_come_back_as_of_the_instant(store):
     assert other.consents == () and other.refusals == () and len(other.oppositions) == 1
 
 
-async def test_facts_are_read_in_one_statement(store):
+async def test_facts_are_read_in_one_statement(tmp_path):
+    store = await open_store(str(tmp_path / "one.db"))
     statements = []
     await store._db._execute(store._db._conn.set_trace_callback, statements.append)
     await store.facts("acme", CALLEE, MONDAY, MONDAY - days(63))
     await store._db._execute(store._db._conn.set_trace_callback, None)
+    await store.close()
     assert len(statements) == 1
 
 
@@ -90,7 +92,9 @@ async def test_recorded_allow_counts_an_attempt_and_a_reject_does_not(store):
     facts = await store.facts("acme", CALLEE, paris(2026, 11, 24), paris(2026, 11, 1))
     assert [a.at for a in facts.attempts] == [MONDAY]
     assert facts.attempts[0].purpose is Purpose.PROSPECTING
-    rows = await store._select("SELECT id, verdict FROM decisions ORDER BY at", {})
+    from callgate.store.base import LogQuery
+
+    rows = [(e["id"], e["verdict"]) for e in await store.log_entries(LogQuery())]
     assert rows == [(allowed.decision_id, "allow"), (night.decision_id, "reject")]
 
 
@@ -112,8 +116,8 @@ async def test_the_fifth_call_is_refused_through_the_store(store):
     assert verdicts[4] == ("CAP_30_DAYS",)
 
 
-async def test_records_survive_a_restart(tmp_path):
-    path = str(tmp_path / "durable.db")
+async def test_records_survive_a_restart(store_url):
+    path = store_url
     store = await open_store(path)
     await store.add_refusal("acme", CALLEE, MONDAY, "test")
     await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
@@ -126,8 +130,8 @@ async def test_records_survive_a_restart(tmp_path):
     assert facts.attempts == ()  # that call met the refusal: rejected, not an attempt
 
 
-async def test_concurrent_deciders_on_two_connections_never_overrun_the_cap(tmp_path):
-    path = str(tmp_path / "race.db")
+async def test_concurrent_deciders_on_two_connections_never_overrun_the_cap(store_url):
+    path = store_url
     config = a_config()
     setup = await open_store(path)
     await setup.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))

@@ -1,7 +1,7 @@
 """Stores: where attempts, refusals, consents, contracts, opposition and decisions live.
 
 ``open_store(url)`` picks the backend from the URL: a path or ``sqlite:///file.db``
-(the embedded default); ``postgresql://`` is reserved for the shared backend.
+(the embedded default); ``postgresql://user@host/db`` for the shared backend.
 """
 
 from __future__ import annotations
@@ -43,5 +43,7 @@ async def open_store(url: str, *, synchronous: str = "full") -> Store:
 
         return await SqliteStore.open(path, synchronous=synchronous)
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("the PostgreSQL store is not available in this version; use SQLite")
+        from callgate.store.postgres import PostgresStore
+
+        return await PostgresStore.open(url)
     raise StoreError(f"unsupported store URL {url!r}: use a file path or sqlite:///file.db")

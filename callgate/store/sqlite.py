@@ -25,14 +25,11 @@ import aiosqlite
 
 from callgate.auditlog import GENESIS, log_entry
 from callgate.model import (
-    Attempt,
     Consent,
     ConsentScope,
     Contract,
     Decision,
     Facts,
-    Opposition,
-    Purpose,
 )
 from callgate.store.base import (
     ConsentRecord,
@@ -43,6 +40,13 @@ from callgate.store.base import (
     StoreError,
     from_micros,
     to_micros,
+)
+from callgate.store.sql import (
+    DECISION_COLUMNS,
+    entry_from_row,
+    facts_from_rows,
+    facts_sql,
+    iso_micros,
 )
 
 __all__ = ["SqliteStore"]
@@ -59,30 +63,8 @@ _IMPORT_BATCH = 20_000
 
 
 # One statement, one round trip: every fact about a (company, callee) as of an instant.
-def _facts_sql(callees: str) -> str:
-    """Every fact about one company's callees as of an instant, in one statement."""
-    return f"""
-SELECT callee, 'a', at, NULL, NULL, purpose, NULL, NULL FROM attempts
-  WHERE company = :company AND callee {callees} AND at > :since AND at <= :now
-UNION ALL
-SELECT callee, 'r', at, NULL, NULL, NULL, NULL, NULL FROM refusals
-  WHERE company = :company AND callee {callees} AND at > :since AND at <= :now
-UNION ALL
-SELECT callee, 'c', given_at, expires_at, CASE WHEN revoked_at <= :now THEN revoked_at END,
-       scope, source, proof FROM consents
-  WHERE company = :company AND callee {callees} AND given_at <= :now
-UNION ALL
-SELECT callee, 'k', start_at, end_at, NULL, NULL, NULL, NULL FROM contracts
-  WHERE company = :company AND callee {callees} AND start_at <= :now
-UNION ALL
-SELECT callee, 'o', added_at, NULL, NULL, source, NULLIF(company, ''), NULL FROM opposition
-  WHERE callee {callees} AND company IN ('', :company) AND added_at <= :now
-    AND (removed_at IS NULL OR removed_at > :now)
-"""
-
-
-_FACTS_SQL = _facts_sql("= :callee")
-_FACTS_MANY_SQL = _facts_sql("IN (SELECT value FROM json_each(:callees))")
+_FACTS_SQL = facts_sql("= :callee")
+_FACTS_MANY_SQL = facts_sql("IN (SELECT value FROM json_each(:callees))")
 
 
 class SqliteStore:
@@ -151,7 +133,7 @@ class SqliteStore:
             "now": to_micros(now), "since": to_micros(since),
         }  # fmt: skip
         rows = await self._db.execute_fetchall(_FACTS_SQL, params)
-        return _facts_from_rows(rows).get(callee, Facts())
+        return facts_from_rows(rows).get(callee, Facts())
 
     async def facts_many(
         self, company: str, callees: list[str], now: datetime, since: datetime
@@ -163,7 +145,7 @@ class SqliteStore:
         }  # fmt: skip
         async with self._lock:
             rows = await self._db.execute_fetchall(_FACTS_MANY_SQL, params)
-        return _facts_from_rows(rows)
+        return facts_from_rows(rows)
 
     async def decide(
         self,
@@ -251,10 +233,10 @@ class SqliteStore:
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
         at = to_micros(now)
         entry = log_entry(
-            decision, seq=seq, at=_iso_micros(at), node=self.node, channel=channel, kind=kind,
+            decision, seq=seq, at=iso_micros(at), node=self.node, channel=channel, kind=kind,
             latency_ms=latency_ms, salt=secrets.token_hex(16), prev_hash=prev_hash,
         )  # fmt: skip
-        columns = [name for name in _DECISION_COLUMNS if name != "at"]
+        columns = [name for name in DECISION_COLUMNS if name != "at"]
         values = [
             json.dumps(entry[name], ensure_ascii=False) if name == "reasons" else entry[name]
             for name in columns
@@ -273,22 +255,22 @@ class SqliteStore:
         or with ``last``, the newest ``limit``."""
         where, params = query.sql()
         sql = (
-            f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions"
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
             f" WHERE seq > :after_seq{where} ORDER BY seq {'DESC' if last else ''}"
             + (f" LIMIT {int(limit)}" if limit else "")
         )
         rows = await self._select(sql, {**params, "after_seq": after_seq})
-        entries = [_entry_from_row(row) for row in rows]
+        entries = [entry_from_row(row) for row in rows]
         return entries[::-1] if last else entries
 
     async def log_entry(self, decision_id: str) -> dict[str, Any] | None:
         """One entry by its id, or by the first 8 or more characters of it when unique."""
         rows = await self._select(
-            f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions"
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
             " WHERE id = :id OR (length(:id) >= 8 AND id LIKE :id || '%') LIMIT 2",
             {"id": decision_id},
         )
-        return _entry_from_row(rows[0]) if len(rows) == 1 else None
+        return entry_from_row(rows[0]) if len(rows) == 1 else None
 
     async def log_counts(self, query: LogQuery, by: str) -> list[tuple[str, int]]:
         """How many decisions per verdict, company, reason code or hour of day (UTC)."""
@@ -459,45 +441,6 @@ class SqliteStore:
     async def _select(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
-
-
-_DECISION_COLUMNS = (
-    "seq", "id", "at", "node", "channel", "kind", "company", "campaign", "purpose", "dept",
-    "caller_in", "caller_out", "callee_in", "callee", "callee_salt", "callee_commit",
-    "territory", "verdict", "reasons", "retry_after", "ruleset", "latency_ms", "prev_hash",
-    "hash",
-)  # fmt: skip
-
-
-def _facts_from_rows(rows: Iterable[Any]) -> dict[str, Facts]:
-    found: dict[str, tuple[list[Any], ...]] = {}
-    for callee, kind, t1, t2, t3, s1, s2, s3 in rows:
-        attempts, refusals, consents, contracts, oppositions = found.setdefault(
-            callee, ([], [], [], [], [])
-        )
-        at = _at(t1)
-        if kind == "a":
-            attempts.append(Attempt(at, Purpose(s1)))
-        elif kind == "r":
-            refusals.append(at)
-        elif kind == "c":
-            consents.append(Consent(ConsentScope(s1), at, from_micros(t2), from_micros(t3), s2, s3))
-        elif kind == "k":
-            contracts.append(Contract(at, from_micros(t2)))
-        else:
-            oppositions.append(Opposition(s1, at, s2))
-    return {callee: Facts(*(tuple(part) for part in parts)) for callee, parts in found.items()}
-
-
-def _iso_micros(micros: int) -> str:
-    return _at(micros).isoformat()
-
-
-def _entry_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    entry = dict(zip(_DECISION_COLUMNS, row, strict=True))
-    entry["at"] = _iso_micros(entry["at"])
-    entry["reasons"] = json.loads(entry["reasons"])
-    return entry
 
 
 def _migrations() -> list[tuple[int, str]]:

@@ -1,0 +1,442 @@
+"""The shared store: PostgreSQL through asyncpg, for several Asterisk nodes and gates.
+
+The check and the recording of an attempt hold a transaction-scoped advisory lock on the
+(company, callee): concurrent gates on different machines wait for each other on that
+key only. The decision log's chain takes one more lock, so that its entries stay in one
+order whoever writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from callgate.auditlog import GENESIS, log_entry
+from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
+from callgate.store.base import (
+    ConsentRecord,
+    ContractRecord,
+    Judge,
+    LogQuery,
+    OppositionRecord,
+    StoreError,
+    from_micros,
+    to_micros,
+)
+from callgate.store.sql import (
+    DECISION_COLUMNS,
+    entry_from_row,
+    facts_from_rows,
+    facts_sql,
+    iso_micros,
+)
+
+__all__ = ["PostgresStore"]
+
+_CHAIN_LOCK = 7_236_001  # the decision log's own advisory lock key
+_MIGRATION_LOCK = 7_236_002
+
+_FACTS_SQL = facts_sql("= :callee")
+_FACTS_MANY_SQL = facts_sql("= ANY(:callees)")
+
+
+def positional(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``:name`` parameters (the SQLite style the queries share) to asyncpg's ``$n``."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    converted = re.sub(r"(?<![:\w]):([a-z_]+)", number, sql)
+    return converted, [params[name] for name in names]
+
+
+class PostgresStore:
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self._pool = pool
+        self.url = url
+        self.node = socket.gethostname()
+        self._background: set[asyncio.Future[Decision]] = set()
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresStore:
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=16, command_timeout=30)
+        except (OSError, asyncpg.PostgresError) as error:
+            raise StoreError(f"cannot reach PostgreSQL: {error}") from error
+        store = cls(pool, url)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=30)
+        await self._pool.close()
+
+    async def migrate(self) -> int:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            version = await db.fetchval("SELECT max(version) FROM schema_version") or 0
+            folder = resources.files("callgate.store") / "migrations" / "postgres"
+            scripts = sorted(
+                (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+                for entry in folder.iterdir()
+                if entry.name.endswith(".sql")
+            )
+            for number, script in scripts:
+                if number > version:
+                    await db.execute(script)
+                    await db.execute("INSERT INTO schema_version VALUES ($1)", number)
+                    version = number
+        return int(version)
+
+    # ------------------------------------------------------------ facts and decisions
+
+    async def _facts_on(
+        self, db: Any, company: str, callee: str, now: datetime, since: datetime
+    ) -> Facts:
+        sql, args = positional(
+            _FACTS_SQL,
+            {
+                "company": company,
+                "callee": callee,
+                "now": to_micros(now),
+                "since": to_micros(since),
+            },
+        )
+        return facts_from_rows(await db.fetch(sql, *args)).get(callee, Facts())
+
+    async def facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
+        async with self._pool.acquire() as db:
+            return await self._facts_on(db, company, callee, now, since)
+
+    async def facts_many(
+        self, company: str, callees: list[str], now: datetime, since: datetime
+    ) -> dict[str, Facts]:
+        sql, args = positional(
+            _FACTS_MANY_SQL,
+            {
+                "company": company,
+                "callees": callees,
+                "now": to_micros(now),
+                "since": to_micros(since),
+            },
+        )
+        async with self._pool.acquire() as db:
+            return facts_from_rows(await db.fetch(sql, *args))
+
+    async def decide(
+        self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
+        *, record: bool, channel: str | None = None,
+    ) -> Decision:  # fmt: skip
+        try:
+            return await self._decide(company, callee, now, since, judge, record, channel)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise StoreError(f"PostgreSQL failed: {error}") from error
+
+    async def _decide(
+        self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
+        record: bool, channel: str | None,
+    ) -> Decision:  # fmt: skip
+        if not record:
+            return judge(await self.facts(company, callee, now, since))
+        # As in the SQLite store: a caller that gives up must not cut the transaction; the
+        # work rolls back instead of recording a call that was refused for lateness.
+        abandoned = asyncio.Event()
+        work = asyncio.ensure_future(
+            self._decide_and_record(
+                company, callee, now, since, judge, channel, abandoned, time.perf_counter()
+            )
+        )
+        self._background.add(work)
+        work.add_done_callback(self._background.discard)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+
+    async def _decide_and_record(
+        self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
+        channel: str | None, abandoned: asyncio.Event, started: float,
+    ) -> Decision:  # fmt: skip
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{company}|{callee}"
+            )
+            decision = judge(await self._facts_on(db, company, callee, now, since))
+            if abandoned.is_set():
+                raise asyncio.CancelledError  # rolls the transaction back
+            if decision.allowed:
+                await db.execute(
+                    "INSERT INTO attempts (company, callee, at, purpose, decision_id)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    company, callee, to_micros(now), decision.purpose.value, decision.decision_id,
+                )  # fmt: skip
+            latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            await self._insert_decision(db, decision, now, channel, "call", latency_ms)
+        return decision
+
+    async def record_decision(
+        self, decision: Decision, channel: str | None = None, *, kind: str = "call",
+        latency_ms: float | None = None,
+    ) -> None:  # fmt: skip
+        at = decision.decided_at
+        assert at is not None
+        async with self._pool.acquire() as db, db.transaction():
+            await self._insert_decision(db, decision, at, channel, kind, latency_ms)
+
+    async def _insert_decision(
+        self, db: Any, decision: Decision, now: datetime, channel: str | None, kind: str,
+        latency_ms: float | None,
+    ) -> None:  # fmt: skip
+        await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
+        last = await db.fetchrow("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
+        if last is None:
+            last = await db.fetchrow("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1")
+        seq, prev_hash = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+        at = to_micros(now)
+        entry = log_entry(
+            decision, seq=seq, at=iso_micros(at), node=self.node, channel=channel, kind=kind,
+            latency_ms=latency_ms, salt=secrets.token_hex(16), prev_hash=prev_hash,
+        )  # fmt: skip
+        columns = [name for name in DECISION_COLUMNS if name != "at"]
+        values = [
+            json.dumps(entry[name], ensure_ascii=False) if name == "reasons" else entry[name]
+            for name in columns
+        ]
+        placeholders = ", ".join(f"${n}" for n in range(2, len(columns) + 2))
+        await db.execute(
+            f"INSERT INTO decisions (at, {', '.join(columns)}) VALUES ($1, {placeholders})",
+            at, *values,
+        )  # fmt: skip
+
+    async def decision_key(self, decision_id: str) -> tuple[str, str] | None:
+        row = await self._fetchrow(
+            "SELECT company, callee FROM decisions WHERE id = $1 AND company IS NOT NULL"
+            " AND callee IS NOT NULL",
+            decision_id,
+        )
+        return (row["company"], row["callee"]) if row else None
+
+    # ------------------------------------------------------------ the decision log
+
+    async def log_entries(
+        self, query: LogQuery, *, after_seq: int = 0, limit: int | None = None,
+        last: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        where, params = query.sql()
+        sql, args = positional(
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
+            f" WHERE seq > :after_seq{where} ORDER BY seq {'DESC' if last else ''}"
+            + (f" LIMIT {int(limit)}" if limit else ""),
+            {**params, "after_seq": after_seq},
+        )  # fmt: skip
+        rows = await self._fetch(sql, *args)
+        entries = [entry_from_row(tuple(row)) for row in rows]
+        return entries[::-1] if last else entries
+
+    async def log_entry(self, decision_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch(
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
+            " WHERE id = $1 OR (length($1) >= 8 AND id LIKE $1 || '%') LIMIT 2",
+            decision_id,
+        )
+        return entry_from_row(tuple(rows[0])) if len(rows) == 1 else None
+
+    async def log_counts(self, query: LogQuery, by: str) -> list[tuple[str, int]]:
+        where, params = query.sql()
+        grouped = {
+            "verdict": ("verdict", "decisions"),
+            "company": ("coalesce(company, '-')", "decisions"),
+            "hour": ("to_char(to_timestamp(at / 1000000.0) AT TIME ZONE 'UTC',"
+                     " 'YYYY-MM-DD HH24:00')", "decisions"),
+            "reason": ("r.value ->> 'code'",
+                       "decisions, jsonb_array_elements(reasons::jsonb) AS r(value)"),
+        }  # fmt: skip
+        expression, source = grouped[by]
+        sql, args = positional(
+            f"SELECT {expression}, count(*) FROM {source} WHERE 1 = 1{where}"
+            " GROUP BY 1 ORDER BY 2 DESC, 1",
+            params,
+        )
+        return [(str(row[0]), int(row[1])) for row in await self._fetch(sql, *args)]
+
+    async def log_anchor(self) -> tuple[int, str] | None:
+        row = await self._fetchrow("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1")
+        return (row["seq"], row["hash"]) if row else None
+
+    async def purge_log(self, before: datetime, at: datetime) -> int:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
+            last = await db.fetchrow(
+                "SELECT seq, hash FROM decisions WHERE at < $1 ORDER BY seq DESC LIMIT 1",
+                to_micros(before),
+            )
+            if last is None:
+                return 0
+            status = await db.execute("DELETE FROM decisions WHERE seq <= $1", last["seq"])
+            await db.execute(
+                "INSERT INTO log_anchor (seq, hash, purged_at) VALUES ($1, $2, $3)",
+                last["seq"], last["hash"], to_micros(at),
+            )  # fmt: skip
+        return int(status.split()[-1])
+
+    # ------------------------------------------------------------ records
+
+    async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int:
+        return int(await self._fetchval(
+            "INSERT INTO refusals (company, callee, at, source) VALUES ($1, $2, $3, $4)"
+            " RETURNING id", company, callee, to_micros(at), source,
+        ))  # fmt: skip
+
+    async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
+        return int(await self._fetchval(
+            "INSERT INTO consents"
+            " (company, callee, scope, given_at, expires_at, source, proof, given_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            company, callee, consent.scope.value, to_micros(consent.given_at),
+            to_micros(consent.expires_at) if consent.expires_at else None,
+            consent.source, consent.proof, consent.given_by,
+        ))  # fmt: skip
+
+    async def revoke_consents(
+        self, company: str, callee: str, scope: ConsentScope | None, at: datetime
+    ) -> int:
+        return await self._count(
+            "UPDATE consents SET revoked_at = $1 WHERE company = $2 AND callee = $3"
+            " AND revoked_at IS NULL AND given_at <= $1 AND ($4::text IS NULL OR scope = $4)",
+            to_micros(at), company, callee, scope.value if scope else None,
+        )  # fmt: skip
+
+    async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]:
+        rows = await self._fetch(
+            "SELECT id, company, callee, scope, given_at, expires_at, revoked_at, source, proof,"
+            " given_by FROM consents WHERE ($1::text IS NULL OR company = $1)"
+            " AND ($2::text IS NULL OR callee = $2) ORDER BY given_at, id",
+            company, callee,
+        )  # fmt: skip
+        return [
+            ConsentRecord(
+                r["id"], r["company"], r["callee"],
+                Consent(
+                    ConsentScope(r["scope"]), _at(r["given_at"]), from_micros(r["expires_at"]),
+                    from_micros(r["revoked_at"]), r["source"], r["proof"], r["given_by"],
+                ),
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    async def add_contract(self, company: str, callee: str, contract: Contract) -> int:
+        return int(await self._fetchval(
+            "INSERT INTO contracts (company, callee, start_at, end_at) VALUES ($1, $2, $3, $4)"
+            " RETURNING id", company, callee, to_micros(contract.start),
+            to_micros(contract.end) if contract.end else None,
+        ))  # fmt: skip
+
+    async def end_contracts(self, company: str, callee: str, at: datetime) -> int:
+        return await self._count(
+            "UPDATE contracts SET end_at = $1 WHERE company = $2 AND callee = $3"
+            " AND start_at <= $1 AND (end_at IS NULL OR end_at > $1)",
+            to_micros(at), company, callee,
+        )  # fmt: skip
+
+    async def contracts(self, company: str | None, callee: str | None) -> list[ContractRecord]:
+        rows = await self._fetch(
+            "SELECT id, company, callee, start_at, end_at FROM contracts"
+            " WHERE ($1::text IS NULL OR company = $1) AND ($2::text IS NULL OR callee = $2)"
+            " ORDER BY start_at, id",
+            company, callee,
+        )  # fmt: skip
+        return [
+            ContractRecord(r["id"], r["company"], r["callee"],
+                           Contract(_at(r["start_at"]), from_micros(r["end_at"])))
+            for r in rows
+        ]  # fmt: skip
+
+    async def add_oppositions(
+        self, callees: Iterable[str], company: str | None, source: str, at: datetime
+    ) -> int:
+        added = 0
+        batch: list[str] = []
+
+        async def flush(db: Any) -> int:
+            rows = await db.fetch(
+                "INSERT INTO opposition (callee, company, source, added_at)"
+                " SELECT DISTINCT unnest($1::text[]), $2::text, $3::text, $4::bigint"
+                " ON CONFLICT (callee, company, source) WHERE removed_at IS NULL DO NOTHING"
+                " RETURNING 1",
+                batch, company or "", source, to_micros(at),
+            )  # fmt: skip
+            return len(rows)
+
+        async with self._pool.acquire() as db, db.transaction():
+            for callee in callees:
+                batch.append(callee)
+                if len(batch) >= 20_000:
+                    added += await flush(db)
+                    batch = []
+            if batch:
+                added += await flush(db)
+        return added
+
+    async def remove_oppositions(self, callee: str, company: str | None, at: datetime) -> int:
+        return await self._count(
+            "UPDATE opposition SET removed_at = $1 WHERE callee = $2 AND company = $3"
+            " AND removed_at IS NULL",
+            to_micros(at), callee, company or "",
+        )  # fmt: skip
+
+    async def oppositions(
+        self, callee: str | None, company: str | None
+    ) -> AsyncIterator[OppositionRecord]:
+        rows = await self._fetch(
+            "SELECT id, callee, NULLIF(company, '') AS company, source, added_at, removed_at"
+            " FROM opposition WHERE ($1::text IS NULL OR callee = $1)"
+            " AND ($2::text IS NULL OR company = $2) ORDER BY id",
+            callee, company,
+        )  # fmt: skip
+        for r in rows:
+            yield OppositionRecord(
+                r["id"], r["callee"], r["company"], r["source"], _at(r["added_at"]),
+                from_micros(r["removed_at"]),
+            )  # fmt: skip
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self._pool.acquire() as db:
+            return list(await db.fetch(sql, *args))
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self._pool.acquire() as db:
+            return await db.fetchrow(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._pool.acquire() as db:
+            return await db.fetchval(sql, *args)
+
+    async def _count(self, sql: str, *args: Any) -> int:
+        async with self._pool.acquire() as db:
+            status = await db.execute(sql, *args)
+        return int(status.split()[-1])
+
+
+def _at(micros: int) -> datetime:
+    at = from_micros(micros)
+    assert at is not None
+    return at
