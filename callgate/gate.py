@@ -92,6 +92,7 @@ class CallDecider:
         self.deadline = deadline
         self._slots = asyncio.Semaphore(max_concurrent)
         self._logging: set[asyncio.Task[None]] = set()
+        self._outage_since: float | None = None  # the store stopped answering then
 
     async def decide(
         self, caller: str, callee: str, variables: Mapping[str, str], now: datetime,
@@ -112,22 +113,33 @@ class CallDecider:
             return self._failed(CallRequest(caller, callee, None), now, str(error), channel)
         try:
             async with asyncio.timeout(self.deadline), self._slots:
-                return await check_call(
+                decision = await check_call(
                     self.store, self.config, request, now, record=True, channel=channel
                 )
         except TimeoutError:
             return self._failed(request, now, f"no decision within {self.deadline:g} s", channel)
         except StoreError as error:
             metrics.STORE_ERRORS.inc()
-            return self._failed(request, now, str(error), channel)
+            if self._outage_since is None:  # once per outage, not once per call
+                self._outage_since = time.monotonic()
+                log.error("the store does not answer; refusing calls until it does: %s", error)
+            return self._failed(request, now, str(error), channel, store_down=True)
         except Exception as error:  # fail closed on anything unforeseen, and say what
             log.exception("decision failed on channel %s", channel)
             return self._failed(request, now, f"{type(error).__name__}: {error}", channel)
+        if self._outage_since is not None:
+            down = time.monotonic() - self._outage_since
+            log.warning("the store answers again after %.1f s", down)
+            self._outage_since = None
+        return decision
 
     def _failed(
-        self, request: CallRequest, now: datetime, message: str, channel: str | None
-    ) -> Decision:
+        self, request: CallRequest, now: datetime, message: str, channel: str | None,
+        *, store_down: bool = False,
+    ) -> Decision:  # fmt: skip
         decision = gate_error(resolve_request(request, self.config), now, message)
+        if store_down:
+            return decision  # nowhere to log it; the gate's own log has it
         # Log it in the store too when the store can take it, without holding the call.
         task = asyncio.create_task(self._record(decision, channel))
         self._logging.add(task)

@@ -51,6 +51,13 @@ class PostgresServer:
     def start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "callgate",
                   "-A", "trust", "--no-sync", "-E", "UTF8")  # fmt: skip
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: an outage."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
             "-w", "-o",
