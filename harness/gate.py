@@ -37,11 +37,13 @@ def write_config(
     ari_url: str,
     password_file: Path,
     agi_port: int = 4573,
+    ari_app: str = "callgate",
     **rules: Any,
 ) -> Path:
     lines = [
         "[store]", f'url = "{db}"', 'synchronous = "normal"', "",
-        "[ari]", f'url = "{ari_url}"', f'password_file = "{password_file}"', "",
+        "[ari]", f'url = "{ari_url}"', f'password_file = "{password_file}"',
+        f'app = "{ari_app}"', "",
         "[agi]", f'listen = "127.0.0.1:{agi_port}"', "",
         "[rules]", *(f"{key} = {json.dumps(value)}" for key, value in rules.items()), "",
         "[[companies]]", 'id = "acme"', 'name = "ACME"',

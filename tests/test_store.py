@@ -188,3 +188,22 @@ async def test_a_decision_past_its_deadline_records_nothing_and_the_store_recove
     facts = await store.facts("acme", CALLEE, MONDAY, MONDAY - days(1))
     await store.close()
     assert len(facts.attempts) == 1  # the late one was rolled back, not counted
+
+
+async def test_a_node_whose_clock_is_behind_still_sees_the_last_slot_taken(store_url):
+    """Clock skew between gates: an attempt recorded "a second later" by a node ahead."""
+    from datetime import timedelta
+
+    store = await open_store(store_url)
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    for i in range(3):
+        await check_call(store, a_config(), a_request(), MONDAY - days(7 * (i + 1)), record=True)
+    ahead = await check_call(
+        store, a_config(), a_request(), MONDAY + timedelta(seconds=1), record=True
+    )
+    behind = await check_call(store, a_config(), a_request(), MONDAY, record=True)
+    replayed = await store.facts("acme", CALLEE, MONDAY, MONDAY - days(40))
+    await store.close()
+    assert ahead.allowed
+    assert behind.codes == ("CAP_30_DAYS",)
+    assert len(replayed.attempts) == 3  # as of MONDAY, for a replay, it was not there yet

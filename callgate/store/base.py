@@ -53,6 +53,11 @@ class OppositionRecord:
 
 Judge = Callable[[Facts], Decision]
 
+# Gates on several machines record attempts with their own clocks. A live decision counts
+# the attempts and refusals recorded up to this far "in the future", so that a node whose
+# clock is behind still sees what a node ahead of it just recorded. Replays use no margin.
+LIVE_CLOCK_SKEW = timedelta(seconds=120)
+
 
 @dataclass(frozen=True, slots=True)
 class LogQuery:
@@ -102,8 +107,12 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
-        """All facts for one (company, callee) in one round trip."""
+    async def facts(
+        self, company: str, callee: str, now: datetime, since: datetime,
+        *, live: bool = False,
+    ) -> Facts:  # fmt: skip
+        """All facts for one (company, callee) in one round trip, as of ``now``; ``live``
+        also counts what other nodes recorded within ``LIVE_CLOCK_SKEW`` ahead."""
 
     async def facts_many(
         self, company: str, callees: list[str], now: datetime, since: datetime

@@ -24,6 +24,7 @@ import asyncpg
 from callgate.auditlog import GENESIS, log_entry
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 from callgate.store.base import (
+    LIVE_CLOCK_SKEW,
     ConsentRecord,
     ContractRecord,
     Judge,
@@ -107,8 +108,10 @@ class PostgresStore:
     # ------------------------------------------------------------ facts and decisions
 
     async def _facts_on(
-        self, db: Any, company: str, callee: str, now: datetime, since: datetime
-    ) -> Facts:
+        self, db: Any, company: str, callee: str, now: datetime, since: datetime,
+        *, live: bool = True,
+    ) -> Facts:  # fmt: skip
+        horizon = now + LIVE_CLOCK_SKEW if live else now
         sql, args = positional(
             _FACTS_SQL,
             {
@@ -116,13 +119,17 @@ class PostgresStore:
                 "callee": callee,
                 "now": to_micros(now),
                 "since": to_micros(since),
+                "horizon": to_micros(horizon),
             },
         )
         return facts_from_rows(await db.fetch(sql, *args)).get(callee, Facts())
 
-    async def facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
+    async def facts(
+        self, company: str, callee: str, now: datetime, since: datetime,
+        *, live: bool = False,
+    ) -> Facts:  # fmt: skip
         async with self._pool.acquire() as db:
-            return await self._facts_on(db, company, callee, now, since)
+            return await self._facts_on(db, company, callee, now, since, live=live)
 
     async def facts_many(
         self, company: str, callees: list[str], now: datetime, since: datetime
@@ -134,6 +141,7 @@ class PostgresStore:
                 "callees": callees,
                 "now": to_micros(now),
                 "since": to_micros(since),
+                "horizon": to_micros(now + LIVE_CLOCK_SKEW),
             },
         )
         async with self._pool.acquire() as db:
@@ -153,7 +161,7 @@ class PostgresStore:
         record: bool, channel: str | None,
     ) -> Decision:  # fmt: skip
         if not record:
-            return judge(await self.facts(company, callee, now, since))
+            return judge(await self.facts(company, callee, now, since, live=True))
         # As in the SQLite store: a caller that gives up must not cut the transaction; the
         # work rolls back instead of recording a call that was refused for lateness.
         abandoned = asyncio.Event()

@@ -20,10 +20,10 @@ def facts_sql(callees: str) -> str:
     return f"""
 SELECT callee, 'a', at, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), purpose,
        CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM attempts
-  WHERE company = :company AND callee {callees} AND at > :since AND at <= :now
+  WHERE company = :company AND callee {callees} AND at > :since AND at <= :horizon
 UNION ALL
 SELECT callee, 'r', at, NULL, NULL, NULL, NULL, NULL FROM refusals
-  WHERE company = :company AND callee {callees} AND at > :since AND at <= :now
+  WHERE company = :company AND callee {callees} AND at > :since AND at <= :horizon
 UNION ALL
 SELECT callee, 'c', given_at, expires_at, CASE WHEN revoked_at <= :now THEN revoked_at END,
        scope, source, proof FROM consents

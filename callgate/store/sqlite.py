@@ -32,6 +32,7 @@ from callgate.model import (
     Facts,
 )
 from callgate.store.base import (
+    LIVE_CLOCK_SKEW,
     ConsentRecord,
     ContractRecord,
     Judge,
@@ -123,14 +124,20 @@ class SqliteStore:
                 raise
             await self._db.execute("COMMIT")
 
-    async def facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
+    async def facts(
+        self, company: str, callee: str, now: datetime, since: datetime,
+        *, live: bool = False,
+    ) -> Facts:  # fmt: skip
         async with self._lock:
-            return await self._facts(company, callee, now, since)
+            return await self._facts(company, callee, now, since, live=live)
 
-    async def _facts(self, company: str, callee: str, now: datetime, since: datetime) -> Facts:
+    async def _facts(
+        self, company: str, callee: str, now: datetime, since: datetime, *, live: bool = True
+    ) -> Facts:
+        horizon = now + LIVE_CLOCK_SKEW if live else now
         params = {
-            "company": company, "callee": callee,
-            "now": to_micros(now), "since": to_micros(since),
+            "company": company, "callee": callee, "now": to_micros(now),
+            "since": to_micros(since), "horizon": to_micros(horizon),
         }  # fmt: skip
         rows = await self._db.execute_fetchall(_FACTS_SQL, params)
         return facts_from_rows(rows).get(callee, Facts())
@@ -140,8 +147,8 @@ class SqliteStore:
     ) -> dict[str, Facts]:
         """The facts of many callees of one company in one round trip (list scrubbing)."""
         params = {
-            "company": company, "callees": json.dumps(callees),
-            "now": to_micros(now), "since": to_micros(since),
+            "company": company, "callees": json.dumps(callees), "now": to_micros(now),
+            "since": to_micros(since), "horizon": to_micros(now + LIVE_CLOCK_SKEW),
         }  # fmt: skip
         async with self._lock:
             rows = await self._db.execute_fetchall(_FACTS_MANY_SQL, params)
@@ -159,7 +166,7 @@ class SqliteStore:
         channel: str | None = None,
     ) -> Decision:
         if not record:
-            return judge(await self.facts(company, callee, now, since))
+            return judge(await self.facts(company, callee, now, since, live=True))
         # The transaction runs in its own task: a caller that gives up (its deadline passed)
         # must not cut it between BEGIN and COMMIT, which would leave the connection inside
         # a transaction. The task then rolls back instead of recording a call that was

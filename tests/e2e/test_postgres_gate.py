@@ -45,3 +45,48 @@ def test_the_gate_fails_closed_while_postgresql_is_down_and_recovers(pbx, site, 
         time.sleep(0.5)
     assert finals[-1] == BUSY, finals
     assert "the store answers again" in site.gate_log()
+
+
+def test_two_gates_on_one_postgresql_never_overrun_the_cap(pbx, site, postgres):
+    """Two `callgate run` (two ARI apps of one Asterisk), one PostgreSQL, one slot left:
+    a burst of calls to one callee through both gates lets exactly one reach the carrier."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.gate import GateProcess
+
+    url = _pg_site(site, postgres)
+    site.consent(CALLEE)
+    for day in ("2026-11-02", "2026-11-03", "2026-11-04"):  # three calls this month
+        site.cli("check", "--from", NPV, "--to", CALLEE, "--at", f"{day}T11:00", "--record")
+    second = write_config(
+        site.workdir / "node2.toml", db=url, ari_url=pbx.asterisk.ari_url,  # type: ignore[arg-type]
+        password_file=site.workdir / "ari-password", ari_app="callgate2",
+    )  # fmt: skip
+    site.gate().start()
+    node2 = GateProcess(
+        second, site.workdir / "node2.log", ari_url=pbx.asterisk.ari_url,
+        ari_password=pbx.password, fake_now="2026-11-23 10:00:00",
+    )  # fmt: skip
+    site.gates.append(node2)
+    node2.start()
+    # Calls presented from the Martinique NPV go to the second gate's app.
+    extensions = pbx.asterisk.outside / "etc" / "extensions.conf"
+    original = extensions.read_text()
+    extensions.write_text(original.replace(
+        "Stasis(callgate)",
+        'Stasis(${IF($["${CALLERID(num)}" = "+33947700001"]?callgate2:callgate)})',
+    ))  # fmt: skip
+    pbx.asterisk.rx("dialplan reload")
+    try:
+        before = len(pbx.carrier.invites())
+        callers = [NPV, "+33947700001"] * 4
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            finals = list(pool.map(lambda caller: pbx.call(caller, CALLEE).final, callers))
+    finally:
+        extensions.write_text(original)
+        pbx.asterisk.rx("dialplan reload")
+    assert sorted(finals) == [REJECTED] * 7 + [BUSY], finals
+    assert len(pbx.carrier.invites()) == before + 1
+    assert "CAP_30_DAYS" in site.gate_log() or "CAP_30_DAYS" in node2.log.read_text()
+    assert "ALLOW" in site.gate_log() + node2.log.read_text()
+    assert "+33612345678" in node2.log.read_text()  # the second node did take calls

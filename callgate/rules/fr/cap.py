@@ -22,7 +22,9 @@ def thirty_day_cap(ctx: Context) -> Reason | None:
     days = sorted(
         day
         for attempt in ctx.facts.attempts
-        if attempt.purpose.is_solicitation and attempt.at <= ctx.now
+        # By callee-local date only: an attempt another node recorded a moment "later"
+        # (clock skew) still counts today.
+        if attempt.purpose.is_solicitation
         if first_day <= (day := attempt.at.astimezone(zone).date()) <= today
     )
     if len(days) < CAP_CALLS:

@@ -17,7 +17,8 @@ def refusal_cooldown(ctx: Context) -> Reason | None:
     if days == 0:
         return None
     zone = ctx.territory.zone
-    refused = [at.astimezone(zone).date() for at in ctx.facts.refusals if at <= ctx.now]
+    today = ctx.local_today
+    refused = [day for at in ctx.facts.refusals if (day := at.astimezone(zone).date()) <= today]
     if not refused:
         return None
     last = max(refused)
