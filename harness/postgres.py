@@ -25,7 +25,7 @@ def postgres_bin() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
         bindir = postgres_bin()
         if bindir is None:
             raise RuntimeError("PostgreSQL is missing: apt-get install postgresql")
@@ -39,6 +39,8 @@ class PostgresServer:
             os.chown(self.dir, owner.pw_uid, owner.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
         self._databases = 0
+        # Tests do not need durability on disk; a capacity benchmark does.
+        self.fsync = fsync
 
     @property
     def admin_url(self) -> str:
@@ -61,8 +63,8 @@ class PostgresServer:
         self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
             "-w", "-o",
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c max_connections=200",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+            f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200",
             "start",
         )  # fmt: skip
 

@@ -1,0 +1,116 @@
+"""Store capacity: recorded decisions per second on SQLite and on PostgreSQL, one run.
+
+    python -m bench.capacity                      # 10 million attempts in each store
+    python -m bench.capacity --attempts 1000000 --concurrency 8
+
+Fills each store with the same attempts (400 days over 1 M callees) and consents, then
+runs the gate's atomic read-decide-record (`check_call(record=True)`) from N concurrent
+tasks for S seconds on each, alternating rounds. PostgreSQL is a fresh local cluster
+(Debian's package, started by the harness, fsync on); SQLite uses synchronous = "full".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import asyncpg
+
+from bench.core import CONFIG, NOW, callee, fill
+from callgate.gate import check_call
+from callgate.model import CallRequest
+from callgate.store import open_store
+from callgate.store.base import to_micros
+from harness.postgres import PostgresServer
+
+
+async def fill_postgres(url: str, attempts: int, consents: int, callees: int) -> None:
+    store = await open_store(url)  # creates the schema
+    await store.close()
+    db = await asyncpg.connect(url)
+    start = to_micros(NOW) - 400 * 86_400_000_000
+    await db.execute(
+        "INSERT INTO attempts (company, callee, at, purpose)"
+        " SELECT 'acme', '+336' || lpad((10000000 + (random() * $1)::bigint)::text, 8, '0'),"
+        " $2 + (random() * 400 * 86400000000)::bigint, 'prospecting'"
+        " FROM generate_series(1, $3)",
+        callees - 1, start, attempts,
+    )  # fmt: skip
+    await db.execute(
+        "INSERT INTO consents (company, callee, scope, given_at)"
+        " SELECT 'acme', '+336' || lpad((10000000 + i)::text, 8, '0'), 'prospecting', $1"
+        " FROM generate_series(0, $2 - 1) AS i",
+        to_micros(NOW) - 100 * 86_400_000_000, consents,
+    )  # fmt: skip
+    await db.execute("ANALYZE")
+    await db.close()
+
+
+async def rate(url: str, callees: int, seconds: float, concurrency: int) -> float:
+    store = await open_store(url)
+    rng = random.Random(3)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            request = CallRequest("+33948000001", callee(rng.randrange(callees)), "acme")
+            await check_call(store, CONFIG, request, NOW, record=True)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return done / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=10_000_000)
+    parser.add_argument("--consents", type=int, default=1_000_000)
+    parser.add_argument("--callees", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workdir", default="/var/tmp/callgate-bench")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    sqlite = workdir / f"core-{args.attempts}-{args.consents}.db"
+    if not sqlite.exists():
+        fill(sqlite, args.attempts, args.consents, args.callees)
+    postgres = PostgresServer(fsync=True)
+    postgres.start()
+    try:
+        pg_url = postgres.new_database()
+        started = time.perf_counter()
+        asyncio.run(fill_postgres(pg_url, args.attempts, args.consents, args.callees))
+        print(f"PostgreSQL filled in {time.perf_counter() - started:.0f} s", flush=True)
+        results: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+        for _ in range(args.rounds):
+            for name, url in (("sqlite", str(sqlite)), ("postgresql", pg_url)):
+                results[name].append(
+                    asyncio.run(rate(url, args.callees, args.seconds, args.concurrency))
+                )
+                print(f"  {name}: {results[name][-1]:,.0f}/s", flush=True)
+    finally:
+        postgres.stop()
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; {args.attempts:,} attempts, "
+          f"{args.consents:,} consents; {args.concurrency} concurrent deciders; median of "
+          f"{args.rounds} rounds of {args.seconds:g} s\n")  # fmt: skip
+    print("| store | recorded decisions/s |\n|---|---|")
+    for name, rates in results.items():
+        print(f"| {name} | {statistics.median(rates):,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
