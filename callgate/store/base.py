@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 
+_log = logging.getLogger("callgate.store")
+
 __all__ = [
+    "Abandoned",
     "ConsentRecord",
     "ContractRecord",
     "LogQuery",
     "OppositionRecord",
     "Store",
     "StoreError",
+    "finish_even_if_abandoned",
     "from_micros",
+    "instant_of",
     "to_micros",
 ]
 
@@ -186,6 +193,39 @@ class Store(Protocol):
     ) -> AsyncIterator[OppositionRecord]: ...
 
 
+class Abandoned(Exception):
+    """The caller stopped waiting before its decision was recorded: roll it back."""
+
+
+async def finish_even_if_abandoned(
+    background: set[asyncio.Future[Decision]],
+    work: Callable[[asyncio.Event], Awaitable[Decision]],
+) -> Decision:
+    """Run a check-and-record so that a caller giving up (its deadline passed) never cuts
+    it between BEGIN and COMMIT: the work goes on in its own task, sees ``abandoned`` set,
+    and rolls back instead of recording a call that was refused for lateness."""
+    abandoned = asyncio.Event()
+    task = asyncio.ensure_future(work(abandoned))
+    background.add(task)
+    task.add_done_callback(_settled(background))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        abandoned.set()
+        raise
+
+
+def _settled(
+    background: set[asyncio.Future[Decision]],
+) -> Callable[[asyncio.Future[Decision]], None]:
+    def settled(task: asyncio.Future[Decision]) -> None:
+        background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.info("a decision finished after its caller gave up: %s", task.exception())
+
+    return settled
+
+
 def to_micros(instant: datetime) -> int:
     if instant.tzinfo is None:
         raise ValueError("the store only takes timezone-aware instants")
@@ -196,6 +236,11 @@ def to_micros(instant: datetime) -> int:
 def from_micros(micros: int | None) -> datetime | None:
     if micros is None:
         return None
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def instant_of(micros: int) -> datetime:
+    """A stored instant that cannot be missing."""
     return _EPOCH + timedelta(microseconds=micros)
 
 

@@ -25,13 +25,16 @@ from callgate.auditlog import GENESIS, log_entry
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
+    Abandoned,
     ConsentRecord,
     ContractRecord,
     Judge,
     LogQuery,
     OppositionRecord,
     StoreError,
+    finish_even_if_abandoned,
     from_micros,
+    instant_of,
     to_micros,
 )
 from callgate.store.sql import (
@@ -162,21 +165,13 @@ class PostgresStore:
     ) -> Decision:  # fmt: skip
         if not record:
             return judge(await self.facts(company, callee, now, since, live=True))
-        # As in the SQLite store: a caller that gives up must not cut the transaction; the
-        # work rolls back instead of recording a call that was refused for lateness.
-        abandoned = asyncio.Event()
-        work = asyncio.ensure_future(
-            self._decide_and_record(
-                company, callee, now, since, judge, channel, abandoned, time.perf_counter()
-            )
+        started = time.perf_counter()
+        return await finish_even_if_abandoned(
+            self._background,
+            lambda abandoned: self._decide_and_record(
+                company, callee, now, since, judge, channel, abandoned, started
+            ),
         )
-        self._background.add(work)
-        work.add_done_callback(self._background.discard)
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            abandoned.set()
-            raise
 
     async def _decide_and_record(
         self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
@@ -188,7 +183,7 @@ class PostgresStore:
             )
             decision = judge(await self._facts_on(db, company, callee, now, since))
             if abandoned.is_set():
-                raise asyncio.CancelledError  # rolls the transaction back
+                raise Abandoned  # rolls the transaction back
             if decision.allowed:
                 await db.execute(
                     "INSERT INTO attempts (company, callee, at, purpose, decision_id)"
@@ -342,8 +337,9 @@ class PostgresStore:
             ConsentRecord(
                 r["id"], r["company"], r["callee"],
                 Consent(
-                    ConsentScope(r["scope"]), _at(r["given_at"]), from_micros(r["expires_at"]),
-                    from_micros(r["revoked_at"]), r["source"], r["proof"], r["given_by"],
+                    ConsentScope(r["scope"]), instant_of(r["given_at"]),
+                    from_micros(r["expires_at"]), from_micros(r["revoked_at"]),
+                    r["source"], r["proof"], r["given_by"],
                 ),
             )
             for r in rows
@@ -372,7 +368,7 @@ class PostgresStore:
         )  # fmt: skip
         return [
             ContractRecord(r["id"], r["company"], r["callee"],
-                           Contract(_at(r["start_at"]), from_micros(r["end_at"])))
+                           Contract(instant_of(r["start_at"]), from_micros(r["end_at"])))
             for r in rows
         ]  # fmt: skip
 
@@ -420,7 +416,7 @@ class PostgresStore:
         )  # fmt: skip
         for r in rows:
             yield OppositionRecord(
-                r["id"], r["callee"], r["company"], r["source"], _at(r["added_at"]),
+                r["id"], r["callee"], r["company"], r["source"], instant_of(r["added_at"]),
                 from_micros(r["removed_at"]),
             )  # fmt: skip
 
@@ -442,9 +438,3 @@ class PostgresStore:
         async with self._pool.acquire() as db:
             status = await db.execute(sql, *args)
         return int(status.split()[-1])
-
-
-def _at(micros: int) -> datetime:
-    at = from_micros(micros)
-    assert at is not None
-    return at

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from callgate.model import Attempt, Consent, ConsentScope, Contract, Facts, Opposition, Purpose
-from callgate.store.base import from_micros
+from callgate.store.base import from_micros, instant_of
 
 __all__ = ["DECISION_COLUMNS", "entry_from_row", "facts_from_rows", "facts_sql", "iso_micros"]
 
@@ -52,7 +51,7 @@ def facts_from_rows(rows: Iterable[Any]) -> dict[str, Facts]:
         attempts, refusals, consents, contracts, oppositions = found.setdefault(
             callee, ([], [], [], [], [])
         )
-        at = _at(t1)
+        at = instant_of(t1)
         if kind == "a":
             attempts.append(Attempt(at, Purpose(s1)))
         elif kind == "r":
@@ -67,7 +66,7 @@ def facts_from_rows(rows: Iterable[Any]) -> dict[str, Facts]:
 
 
 def iso_micros(micros: int) -> str:
-    return _at(micros).isoformat()
+    return instant_of(micros).isoformat()
 
 
 def entry_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -75,9 +74,3 @@ def entry_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     entry["at"] = iso_micros(entry["at"])
     entry["reasons"] = json.loads(entry["reasons"])
     return entry
-
-
-def _at(micros: int) -> datetime:
-    at = from_micros(micros)
-    assert at is not None
-    return at

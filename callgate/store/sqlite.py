@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 import socket
 import sqlite3
@@ -33,13 +32,16 @@ from callgate.model import (
 )
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
+    Abandoned,
     ConsentRecord,
     ContractRecord,
     Judge,
     LogQuery,
     OppositionRecord,
     StoreError,
+    finish_even_if_abandoned,
     from_micros,
+    instant_of,
     to_micros,
 )
 from callgate.store.sql import (
@@ -51,12 +53,6 @@ from callgate.store.sql import (
 )
 
 __all__ = ["SqliteStore"]
-
-log = logging.getLogger("callgate.store")
-
-
-class _Abandoned(Exception):
-    """The caller stopped waiting before the decision was recorded."""
 
 
 _BUSY_TIMEOUT_MS = 30_000
@@ -167,23 +163,13 @@ class SqliteStore:
     ) -> Decision:
         if not record:
             return judge(await self.facts(company, callee, now, since, live=True))
-        # The transaction runs in its own task: a caller that gives up (its deadline passed)
-        # must not cut it between BEGIN and COMMIT, which would leave the connection inside
-        # a transaction. The task then rolls back instead of recording a call that was
-        # refused for lateness.
-        abandoned = asyncio.Event()
-        work = asyncio.ensure_future(
-            self._decide_and_record(
-                company, callee, now, since, judge, channel, abandoned, time.perf_counter()
-            )
+        started = time.perf_counter()
+        return await finish_even_if_abandoned(
+            self._background,
+            lambda abandoned: self._decide_and_record(
+                company, callee, now, since, judge, channel, abandoned, started
+            ),
         )
-        self._background.add(work)
-        work.add_done_callback(self._settled)
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            abandoned.set()
-            raise
 
     async def _decide_and_record(
         self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
@@ -192,15 +178,10 @@ class SqliteStore:
         async with self._transaction():
             decision = judge(await self._facts(company, callee, now, since))
             if abandoned.is_set():
-                raise _Abandoned
+                raise Abandoned
             latency_ms = round((time.perf_counter() - started) * 1000, 3) if started else None
             await self._record(company, callee, now, decision, channel, latency_ms)
         return decision
-
-    def _settled(self, work: asyncio.Future[Decision]) -> None:
-        self._background.discard(work)
-        if not work.cancelled() and isinstance(work.exception(), _Abandoned):
-            log.info("a decision finished after its caller gave up: rolled back")
 
     async def _record(
         self, company: str, callee: str, now: datetime, decision: Decision, channel: str | None,
@@ -373,7 +354,7 @@ class SqliteStore:
             ConsentRecord(
                 row[0], row[1], row[2],
                 Consent(
-                    ConsentScope(row[3]), _at(row[4]), from_micros(row[5]),
+                    ConsentScope(row[3]), instant_of(row[4]), from_micros(row[5]),
                     from_micros(row[6]), row[7], row[8], row[9],
                 ),
             )
@@ -405,7 +386,9 @@ class SqliteStore:
             {"company": company, "callee": callee},
         )
         return [
-            ContractRecord(row[0], row[1], row[2], Contract(_at(row[3]), from_micros(row[4])))
+            ContractRecord(
+                row[0], row[1], row[2], Contract(instant_of(row[3]), from_micros(row[4]))
+            )
             for row in rows
         ]
 
@@ -443,7 +426,9 @@ class SqliteStore:
             {"callee": callee, "company": company},
         )
         for row in rows:
-            yield OppositionRecord(row[0], row[1], row[2], row[3], _at(row[4]), from_micros(row[5]))
+            yield OppositionRecord(
+                row[0], row[1], row[2], row[3], instant_of(row[4]), from_micros(row[5])
+            )
 
     async def _select(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._lock:
@@ -490,9 +475,3 @@ def _take(rows: Iterable[tuple[Any, ...]], size: int) -> list[tuple[Any, ...]]:
 
 def _value(scope: ConsentScope | None) -> str | None:
     return scope.value if scope else None
-
-
-def _at(micros: int) -> datetime:
-    at = from_micros(micros)
-    assert at is not None
-    return at
