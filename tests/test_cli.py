@@ -269,37 +269,27 @@ def test_missing_config_says_where_it_looked(run):
     assert "no such configuration file" in result.stderr
 
 
-def test_forty_processes_on_postgresql_one_slot_left_exactly_one_allowed(run, postgres):
-    """Two ways in at once (`check --record` processes), one shared PostgreSQL store."""
-    url = postgres.new_database()
-    run("--db", url, "consent", "add", "--to", "0612345678", "--at", "2026-09-01", check_status=0)
+def _race_for_the_last_slot(run, processes, *store):
+    """Three calls recorded this month, then ``processes`` `check --record` at once."""
+    run(*store, "consent", "add", "--to", "0612345678", "--at", "2026-09-01", check_status=0)
     for day in ("2026-11-02", "2026-11-03", "2026-11-04"):
         args = ("--from", "0948000001", "--to", "0612345678", "--at", f"{day}T11:00", "--record")
-        run("--db", url, "check", *args, check_status=0)
-    args = ("--db", url, "check", "--from", "0948000001", "--to", "0612345678",
+        run(*store, "check", *args, check_status=0)
+    args = (*store, "check", "--from", "0948000001", "--to", "0612345678",
             "--at", "2026-11-23T11:00", "--record", "--json")  # fmt: skip
-    with ThreadPoolExecutor(max_workers=40) as pool:
-        results = list(pool.map(lambda _: run(*args), range(40)))
+    with ThreadPoolExecutor(max_workers=processes) as pool:
+        return list(pool.map(lambda _: run(*args), range(processes)))
+
+
+def test_forty_processes_on_postgresql_one_slot_left_exactly_one_allowed(run, postgres):
+    """Two ways in at once (`check --record` processes), one shared PostgreSQL store."""
+    results = _race_for_the_last_slot(run, 40, "--db", postgres.new_database())
     statuses = sorted(r.returncode for r in results)
     assert statuses == [0] + [1] * 39, [r.stderr for r in results if r.returncode not in (0, 1)]
 
 
 def test_twenty_concurrent_processes_one_slot_left_exactly_one_allowed(run):
-    run("consent", "add", "--to", "0612345678", "--at", "2026-09-01", check_status=0)
-    record_calls(run, "2026-11-02", "2026-11-03", "2026-11-04")
-    args = (
-        "check",
-        "--from",
-        "0948000001",
-        "--to",
-        "0612345678",
-        "--at",
-        "2026-11-23T11:00",
-        "--record",
-        "--json",
-    )
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(lambda _: run(*args), range(20)))
+    results = _race_for_the_last_slot(run, 20)
     statuses = sorted(r.returncode for r in results)
     assert statuses == [0] + [1] * 19, [r.stderr for r in results if r.returncode not in (0, 1)]
     codes = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from callgate.config import Config, RuleSettings
@@ -113,6 +114,7 @@ class FrenchPack:
         )
 
 
+@cache  # asked for every rule of every call: read each docstring once
 def _doc(function: Callable[..., object]) -> str:
     return (function.__doc__ or "").strip().splitlines()[0]
 
