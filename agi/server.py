@@ -77,14 +77,17 @@ class AgiGate:
             max_concurrent=config.agi.max_concurrent, deadline=config.agi.decision_timeout,
         )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
+        self.listening = False
         self.routes: dict[str, Route] = {"check": self.check, "refused": self.refused}
 
     async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
         server = await asyncio.start_server(self._connection, host, port)
         log.info("FastAGI gate listening on %s:%d", host, port)
+        self.listening = True
         metrics.AGI_LISTENING.set(1)
         async with server:
             await stop.wait()
+            self.listening = False
             metrics.AGI_LISTENING.set(0)
             server.close()
             # Let the requests in flight finish (they are short), then go.

@@ -87,6 +87,18 @@ class AriClient:
     async def hangup(self, channel_id: str, reason_code: int = 21) -> None:
         await self.request("DELETE", f"/channels/{channel_id}", {"reason_code": str(reason_code)})
 
+    async def claim(self, channel_id: str) -> bool:
+        """Claim a channel that StasisBroadcast offers; False when another app was first."""
+        try:
+            await self.request(
+                "POST", "/events/claim", {"channelId": channel_id, "application": self.app}
+            )
+        except AriError as error:
+            if error.status in (404, 409):  # claimed by another, or no longer offered
+                return False
+            raise
+        return True
+
     async def channel(self, channel_id: str) -> dict[str, Any]:
         return await self.request("GET", f"/channels/{channel_id}")
 

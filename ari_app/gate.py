@@ -1,5 +1,9 @@
 """The ARI gate: decide every channel that enters Stasis(callgate), then hand it back.
 
+Under StasisBroadcast (several gates for one Asterisk), a gate claims each channel offered
+in a CallBroadcast unless it is saturated or stopping; the first claimant gets the
+StasisStart, and a channel nobody claims returns to the dialplan, which refuses it.
+
 For each StasisStart: build the request from the event (caller ID, dialled number, the
 CALLGATE_* channelvars), decide and record through ``callgate.gate.check_call``, set
 CALLGATE_RESULT, and continue the channel in the dialplan, which dials or hangs up.
@@ -69,6 +73,8 @@ class AriGate:
         self._deadline = config.ari.decision_timeout
         # Every task started is kept here until it ends, with the channel it serves.
         self._inflight: dict[asyncio.Task[None], str] = {}
+        self._max_inflight = config.ari.max_concurrent
+        self._claims: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> str:
@@ -122,6 +128,8 @@ class AriGate:
                 kind = event.get("type")
                 if kind == "StasisStart":
                     self._start(event["channel"])
+                elif kind == "CallBroadcast" and not stop.is_set():
+                    self._offer(event["channel"]["id"])
                 elif kind == "ApplicationReplaced":
                     return "replaced"
         finally:
@@ -150,6 +158,25 @@ class AriGate:
                 continue
             log.info("channel %s was waiting for a verdict: deciding it now", channel_id)
             self._start(channel)
+
+    def _offer(self, channel_id: str) -> None:
+        # A saturated gate leaves the call to a sibling; if every gate is saturated, the
+        # broadcast times out and the dialplan refuses the call (fail closed).
+        if len(self._inflight) + len(self._claims) >= self._max_inflight:
+            metrics.ARI_CLAIMS.labels("declined").inc()
+            return
+        task = asyncio.create_task(self._claim(channel_id))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claim(self, channel_id: str) -> None:
+        try:
+            won = await self.client.claim(channel_id)
+        except (AriError, aiohttp.ClientError, TimeoutError) as error:
+            log.warning("channel %s: claim failed: %s", channel_id, error)
+            metrics.ARI_CLAIMS.labels("failed").inc()
+            return
+        metrics.ARI_CLAIMS.labels("won" if won else "lost").inc()
 
     def _start(self, channel: dict[str, Any]) -> None:
         task = asyncio.create_task(self._handle(channel))

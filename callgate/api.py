@@ -19,13 +19,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ari_app.client import AriClient, AriError
 from callgate import inputs, metrics
 from callgate.cli_format import consent_json, contract_json, decision_json, opposition_json
 from callgate.config import Config, ConfigError
 from callgate.gate import check_call
+from callgate.health import health_body, metrics_text, store_state
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
 from callgate.scrub import scrub
 from callgate.store import Store, StoreError
@@ -156,16 +156,11 @@ def _created(payload: dict[str, Any]) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     """Store reachable, and the ARI gate's app registered on Asterisk."""
-    store_ok = True
-    try:
-        await request.app[STORE].log_anchor()
-    except Exception:
-        store_ok = False
     ari = await _ari_state(request.app[CONFIG])
-    healthy = store_ok and ari != "app not registered"
-    body = {"status": "ok" if healthy else "degraded", "store": "ok" if store_ok else "down",
-            "ari": ari}  # fmt: skip
-    return web.json_response(body, status=200 if healthy else 503)
+    body, status = health_body(
+        await store_state(request.app[STORE]), ari=(ari, ari != "app not registered")
+    )
+    return web.json_response(body, status=status)
 
 
 async def _ari_state(config: Config) -> str:
@@ -182,10 +177,6 @@ async def _ari_state(config: Config) -> str:
         return "app not registered"
     except (aiohttp.ClientError, TimeoutError, OSError):
         return "asterisk unreachable"
-
-
-async def metrics_text(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi(request: web.Request) -> web.Response:

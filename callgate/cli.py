@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from callgate.gate import check_call, gate_error
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
 from callgate.optout_file import ImportStats, read_numbers
 from callgate.store import Store, StoreError, open_store
+from callgate.store.base import Batch
 from callgate.timeparse import parse_instant
 
 __all__ = ["main"]
@@ -166,13 +168,21 @@ def _parser() -> argparse.ArgumentParser:
 
     for service in (run, agi):
         service.add_argument(
-            "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics there (default: off)"
+            "--metrics",
+            metavar="HOST:PORT",
+            help="serve /metrics (Prometheus) and /healthz there (default: off)",
         )
 
     add_log_parser(commands, _instant)
 
-    db = commands.add_parser("db", help="the store itself")
-    db.add_argument("action", choices=["migrate"])
+    db = commands.add_parser(
+        "db", help="the store itself: migrate it, or copy it to another store",
+        description="migrate: bring the store's schema up to date and print its version. "
+        "copy --to URL: copy every record (history, consents, contracts, opt-outs, the "
+        "decision log) to an empty store, e.g. from SQLite to PostgreSQL.",
+    )  # fmt: skip
+    db.add_argument("action", choices=["migrate", "copy"])
+    db.add_argument("--to", metavar="URL", help="copy: the store to fill (must hold no records)")
     db.set_defaults(handler=_db)
     return parser
 
@@ -422,7 +432,7 @@ async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
     from ari_app.gate import AriGate
 
     _service_logging(args.log_level)
-    _serve_metrics(args.metrics)
+    health = _health_listen(args)
     settings = config.ari
     password = settings.password()
     stop = _stop_on_signals()
@@ -431,7 +441,14 @@ async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
         settings.url, settings.app,
     )  # fmt: skip
     async with AriClient(settings.url, settings.username, password, settings.app) as client:
-        why = await AriGate(client, store, config).run(stop)
+        gate = AriGate(client, store, config)
+
+        def ari() -> tuple[str, str, bool]:
+            up = gate.connected.is_set()
+            return "ari", "connected" if up else "disconnected", up
+
+        async with _health_server(health, store, ari):
+            why = await gate.run(stop)
     return EXIT_OK if why == "stopped" else EXIT_REJECT
 
 
@@ -439,13 +456,19 @@ async def _agi(args: argparse.Namespace, config: Config, store: Store) -> int:
     from agi.server import AgiGate
 
     _service_logging(args.log_level)
-    _serve_metrics(args.metrics)
+    health = _health_listen(args)
     listen = args.listen or config.agi.listen
     host, port = _host_port(listen, "--listen")
     stop = _stop_on_signals()
     logging.getLogger("callgate").info("callgate agi: store %s", _safe_url(store_url(args, config)))
+    gate = AgiGate(store, config)
+
+    def agi() -> tuple[str, str, bool]:
+        return "agi", "listening" if gate.listening else "not listening", gate.listening
+
     try:
-        await AgiGate(store, config).serve(host, port, stop)
+        async with _health_server(health, store, agi):
+            await gate.serve(host, port, stop)
     except OSError as error:
         raise UsageError(f"cannot listen on {listen}: {error.strerror}") from None
     return EXIT_OK
@@ -480,12 +503,21 @@ def _host_port(text: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _serve_metrics(listen: str | None) -> None:
-    if listen:
-        from prometheus_client import start_http_server
+def _health_listen(args: argparse.Namespace) -> tuple[str, int] | None:
+    return _host_port(args.metrics, "--metrics") if args.metrics else None
 
-        host, port = _host_port(listen, "--metrics")
-        start_http_server(port, addr=host)
+
+@contextlib.asynccontextmanager
+async def _health_server(
+    listen: tuple[str, int] | None, store: Store, part: Callable[[], tuple[str, str, bool]]
+) -> AsyncIterator[None]:
+    from callgate.health import ListenError, health_server
+
+    try:
+        async with health_server(listen, store, part):
+            yield
+    except ListenError as error:
+        raise UsageError(f"--metrics: cannot listen on {error}") from None
 
 
 def _service_logging(level: str) -> None:
@@ -525,6 +557,65 @@ def _safe_url(url: str) -> str:
 
 
 async def _db(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.action == "copy":
+        return await _db_copy(args, config, store)
+    if args.to:
+        raise UsageError("--to goes with db copy")
     # Opening the store has already migrated it; say where it stands.
     print(f"store is at schema version {await store.migrate()}")
     return EXIT_OK
+
+
+async def _db_copy(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from callgate.cli_log import verify_chain
+    from callgate.store.copy import copy_store
+
+    source = store_url(args, config)
+    if not args.to:
+        raise UsageError("db copy needs --to URL, the store to copy into")
+    if args.to == source:
+        raise UsageError("db copy: --to names the store being copied")
+    target = await open_store(args.to, synchronous=config.synchronous)
+    print(f"copying {_safe_url(source)} to {_safe_url(args.to)}", file=sys.stderr)
+    started = time.monotonic()
+    progress = _CopyProgress()
+    try:
+        copied = await copy_store(store, target, progress=progress.show)
+        progress.done()
+        verifier, broken = await verify_chain(target)
+    finally:
+        await target.close()
+    seconds = time.monotonic() - started
+    print(f"copied {sum(copied.values()):,} records in {seconds:.1f} s: " + ", ".join(
+        f"{table} {count:,}" for table, count in copied.items()
+    ))  # fmt: skip
+    if broken:
+        print(f"BROKEN: the copy's decision log: {broken}")
+        return EXIT_REJECT
+    print(f"the copy's decision log verifies: {verifier.count:,} entries")
+    return EXIT_OK
+
+
+class _CopyProgress:
+    """One line per table, and a line a second on a long one."""
+
+    def __init__(self) -> None:
+        self._table: str | None = None
+        self._rows = 0
+        self._total = 0
+        self._last = time.monotonic()
+
+    def show(self, batch: Batch) -> None:
+        if batch.table != self._table:
+            self.done()
+            self._table, self._rows, self._total = batch.table, 0, batch.total
+        self._rows += len(batch.rows)
+        now = time.monotonic()
+        if now - self._last >= 1.0:
+            self._last = now
+            print(f"  {self._table}: {self._rows:,} of {self._total:,}...", file=sys.stderr)
+
+    def done(self) -> None:
+        if self._table is not None:
+            print(f"  {self._table}: {self._total:,}", file=sys.stderr)
+            self._table = None

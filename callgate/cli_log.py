@@ -35,7 +35,7 @@ from callgate.store import Store
 from callgate.store.base import LogQuery
 from callgate.timeparse import DEFAULT_ZONE
 
-__all__ = ["add_log_parser"]
+__all__ = ["add_log_parser", "verify_chain"]
 
 EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
 _BATCH = 5000
@@ -346,18 +346,23 @@ async def _verify(args: argparse.Namespace, config: Config, store: Store) -> int
         verifier, broken, source = _verify_file(Path(args.target))
     else:
         source = "the store"
-        verifier = ChainVerifier(await store.log_anchor())
-        broken = None
-        async for entry in _batches(store, LogQuery()):
-            broken = verifier.feed(entry)
-            if broken:
-                break
+        verifier, broken = await verify_chain(store)
     if broken:
         print(f"BROKEN: {source}: {broken}")
         print(f"  {verifier.count:,} entries verified before it")
         return EXIT_BROKEN
     print(f"OK: {source}: {verifier.count:,} entries, the hash chain is intact")
     return EXIT_OK
+
+
+async def verify_chain(store: Store) -> tuple[ChainVerifier, ChainBreak | None]:
+    """Walk the store's decision log from its anchor; the first break, if any."""
+    verifier = ChainVerifier(await store.log_anchor())
+    async for entry in _batches(store, LogQuery()):
+        broken = verifier.feed(entry)
+        if broken:
+            return verifier, broken
+    return verifier, None
 
 
 def _verify_file(path: Path) -> tuple[ChainVerifier, ChainBreak | None, str]:

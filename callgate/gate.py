@@ -120,6 +120,7 @@ class CallDecider:
             return self._failed(request, now, f"no decision within {self.deadline:g} s", channel)
         except StoreError as error:
             metrics.STORE_ERRORS.inc()
+            metrics.STORE_UP.set(0)
             if self._outage_since is None:  # once per outage, not once per call
                 self._outage_since = time.monotonic()
                 log.error("the store does not answer; refusing calls until it does: %s", error)
@@ -127,6 +128,7 @@ class CallDecider:
         except Exception as error:  # fail closed on anything unforeseen, and say what
             log.exception("decision failed on channel %s", channel)
             return self._failed(request, now, f"{type(error).__name__}: {error}", channel)
+        metrics.STORE_UP.set(1)
         if self._outage_since is not None:
             down = time.monotonic() - self._outage_since
             log.warning("the store answers again after %.1f s", down)

@@ -8,11 +8,13 @@ from callgate.model import Decision
 
 __all__ = [
     "AGI_LISTENING",
+    "ARI_CLAIMS",
     "ARI_CONNECTED",
     "DECISIONS",
     "DECISION_SECONDS",
     "REASONS",
     "STORE_ERRORS",
+    "STORE_UP",
     "observe",
 ]
 
@@ -24,7 +26,11 @@ DECISION_SECONDS = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
 )
 STORE_ERRORS = Counter("callgate_store_errors", "Decisions the store could not answer")
+STORE_UP = Gauge("callgate_store_up", "1 while the store answers, 0 during an outage")
 ARI_CONNECTED = Gauge("callgate_ari_connected", "1 while the ARI gate's WebSocket is up")
+ARI_CLAIMS = Counter(
+    "callgate_ari_claims", "Channels offered by StasisBroadcast, by outcome", ["outcome"]
+)
 AGI_LISTENING = Gauge("callgate_agi_listening", "1 while the FastAGI gate listens")
 
 

@@ -180,13 +180,14 @@ class AsteriskInstance:
         )
 
     def _choose_flavour(self, etc: Path) -> None:
-        """Switch the one include that picks ARI or AGI, and point AGI at our port."""
+        """Switch the one include that picks the flavour (ari, ari-pool, agi); point AGI at
+        our port."""
         extensions = (etc / "extensions.conf").read_text()
-        if self.flavour == "agi":
+        if self.flavour != "ari":
             extensions = extensions.replace(
-                "include => callgate-via-ari\n;include => callgate-via-agi",
-                ";include => callgate-via-ari\ninclude => callgate-via-agi",
-            )
+                "include => callgate-via-ari\n", ";include => callgate-via-ari\n", 1
+            ).replace(f";include => callgate-via-{self.flavour}\n",
+                      f"include => callgate-via-{self.flavour}\n")  # fmt: skip
         for name in ("extensions.conf", "features.conf"):
             path = etc / name
             text = extensions if name == "extensions.conf" else path.read_text()

@@ -38,6 +38,7 @@ def write_config(
     password_file: Path,
     agi_port: int = 4573,
     ari_app: str = "callgate",
+    node: str | None = None,
     **rules: Any,
 ) -> Path:
     lines = [
@@ -45,6 +46,7 @@ def write_config(
         "[ari]", f'url = "{ari_url}"', f'password_file = "{password_file}"',
         f'app = "{ari_app}"', "",
         "[agi]", f'listen = "127.0.0.1:{agi_port}"', "",
+        *(["[log]", f'node = "{node}"', ""] if node else []),
         "[rules]", *(f"{key} = {json.dumps(value)}" for key, value in rules.items()), "",
         "[[companies]]", 'id = "acme"', 'name = "ACME"',
         'numbers = ["+33948000001", "+33947700001", "+33140000000"]', "",

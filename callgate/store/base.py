@@ -14,7 +14,9 @@ from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 _log = logging.getLogger("callgate.store")
 
 __all__ = [
+    "RECORD_TABLES",
     "Abandoned",
+    "Batch",
     "ConsentRecord",
     "ContractRecord",
     "LogQuery",
@@ -24,6 +26,7 @@ __all__ = [
     "finish_even_if_abandoned",
     "from_micros",
     "instant_of",
+    "order_key",
     "to_micros",
 ]
 
@@ -103,6 +106,27 @@ class LogQuery:
         return "".join(f" AND {c}" for c in conditions), params
 
 
+# Every table that holds records, in the order a copy restores them; the schema's own
+# bookkeeping (its version) is not a record and is not copied.
+RECORD_TABLES = (
+    "attempts", "refusals", "consents", "contracts", "opposition", "decisions", "log_anchor",
+)  # fmt: skip
+
+
+def order_key(table: str) -> str:
+    return "seq" if table in ("decisions", "log_anchor") else "id"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one table, as a store copy moves them; ``total`` is the table's size."""
+
+    table: str
+    total: int
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
 class Store(Protocol):
     """Everything the gates, the CLI and the API need; SQLite and PostgreSQL alike.
 
@@ -113,6 +137,16 @@ class Store(Protocol):
     node: str  # this machine's name in the decision log
 
     async def close(self) -> None: ...
+
+    def snapshot(self, batch: int) -> AsyncIterator[Batch]:
+        """Every record of every table, as of one instant, a batch at a time (each table
+        yields at least one batch, empty if the table is)."""
+        ...
+
+    async def restore(self, batches: AsyncIterator[Batch]) -> dict[str, int]:
+        """Load a snapshot into this store in one transaction; refuse if it holds records.
+        Returns the rows loaded per table."""
+        ...
 
     async def facts(
         self, company: str, callee: str, now: datetime, since: datetime,

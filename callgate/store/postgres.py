@@ -25,7 +25,9 @@ from callgate.auditlog import GENESIS, log_entry
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
+    RECORD_TABLES,
     Abandoned,
+    Batch,
     ConsentRecord,
     ContractRecord,
     Judge,
@@ -35,6 +37,7 @@ from callgate.store.base import (
     finish_even_if_abandoned,
     from_micros,
     instant_of,
+    order_key,
     to_micros,
 )
 from callgate.store.sql import (
@@ -421,6 +424,49 @@ class PostgresStore:
             )  # fmt: skip
 
     # ------------------------------------------------------------ plumbing
+
+    # ------------------------------------------------------------ copy
+
+    async def snapshot(self, batch: int) -> AsyncIterator[Batch]:
+        async with (
+            self._pool.acquire() as db,
+            db.transaction(isolation="repeatable_read", readonly=True),
+        ):  # one instant for every table, while gates write on
+            for table in RECORD_TABLES:
+                total = await db.fetchval(f"SELECT count(*) FROM {table}")
+                query = await db.prepare(f"SELECT * FROM {table} ORDER BY {order_key(table)}")
+                columns = tuple(attribute.name for attribute in query.get_attributes())
+                rows: list[tuple[Any, ...]] = []
+                yielded = False
+                async for record in query.cursor(prefetch=batch):
+                    rows.append(tuple(record))
+                    if len(rows) == batch:
+                        yield Batch(table, total, columns, rows)
+                        rows, yielded = [], True
+                if rows or not yielded:
+                    yield Batch(table, total, columns, rows)
+
+    async def restore(self, batches: AsyncIterator[Batch]) -> dict[str, int]:
+        loaded = dict.fromkeys(RECORD_TABLES, 0)
+        async with self._pool.acquire() as db, db.transaction():
+            for table in RECORD_TABLES:
+                count = await db.fetchval(f"SELECT count(*) FROM {table}")
+                if count:
+                    raise StoreError(f"the PostgreSQL store holds records: {table} has {count:,}")
+            async for batch in batches:
+                if batch.rows:
+                    await db.copy_records_to_table(
+                        batch.table, records=batch.rows, columns=list(batch.columns)
+                    )
+                    loaded[batch.table] += len(batch.rows)
+            # The copied ids were given explicitly: new rows must number after them.
+            for table in RECORD_TABLES:
+                if order_key(table) == "id":
+                    await db.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                        f" coalesce(max(id), 0) + 1, false) FROM {table}"
+                    )
+        return loaded
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self._pool.acquire() as db:

@@ -32,7 +32,9 @@ from callgate.model import (
 )
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
+    RECORD_TABLES,
     Abandoned,
+    Batch,
     ConsentRecord,
     ContractRecord,
     Judge,
@@ -42,6 +44,7 @@ from callgate.store.base import (
     finish_even_if_abandoned,
     from_micros,
     instant_of,
+    order_key,
     to_micros,
 )
 from callgate.store.sql import (
@@ -429,6 +432,40 @@ class SqliteStore:
             yield OppositionRecord(
                 row[0], row[1], row[2], row[3], instant_of(row[4]), from_micros(row[5])
             )
+
+    # ------------------------------------------------------------ copy
+
+    async def snapshot(self, batch: int) -> AsyncIterator[Batch]:
+        async with self._lock:
+            # A read transaction: in WAL mode it sees one instant while gates write on.
+            await self._db.execute("BEGIN")
+            try:
+                for table in RECORD_TABLES:
+                    (total,) = await _one(self._db, f"SELECT count(*) FROM {table}")
+                    sql = f"SELECT * FROM {table} ORDER BY {order_key(table)}"
+                    async with self._db.execute(sql) as cursor:
+                        columns = tuple(column[0] for column in cursor.description)
+                        rows = [tuple(row) for row in await cursor.fetchmany(batch)]
+                        yield Batch(table, total, columns, rows)
+                        while rows := [tuple(row) for row in await cursor.fetchmany(batch)]:
+                            yield Batch(table, total, columns, rows)
+            finally:
+                await self._db.execute("COMMIT")
+
+    async def restore(self, batches: AsyncIterator[Batch]) -> dict[str, int]:
+        loaded = dict.fromkeys(RECORD_TABLES, 0)
+        async with self._transaction():
+            for table in RECORD_TABLES:
+                (count,) = await _one(self._db, f"SELECT count(*) FROM {table}")
+                if count:
+                    raise StoreError(f"{self.path} holds records: {table} has {count:,}")
+            async for batch in batches:
+                if batch.rows:
+                    marks = ", ".join("?" * len(batch.columns))
+                    sql = f"INSERT INTO {batch.table} ({', '.join(batch.columns)}) VALUES ({marks})"
+                    await self._db.executemany(sql, batch.rows)
+                    loaded[batch.table] += len(batch.rows)
+        return loaded
 
     async def _select(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._lock:

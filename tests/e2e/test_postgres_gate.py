@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 
 from harness.gate import write_config
+from harness.sipp import free_port
 
 CALLEE = "0612345678"
 NPV = "+33948000001"
@@ -20,15 +24,37 @@ def _pg_site(site, postgres):
     return url
 
 
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _metric(text: str, name: str) -> float:
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
 def test_the_gate_fails_closed_while_postgresql_is_down_and_recovers(pbx, site, postgres):
     _pg_site(site, postgres)
     site.consent(CALLEE)
-    site.gate().start()
+    gate, health = site.gate(), free_port()
+    gate.extra_args = ["--metrics", f"127.0.0.1:{health}"]
+    gate.start()
     before = len(pbx.carrier.invites())
     assert pbx.call(NPV, CALLEE).final == BUSY
+    status, body = _get(health, "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok", "store": "ok", "ari": "connected"})
     postgres.pause()
     try:
         outage = [pbx.call(NPV, CALLEE).final for _ in range(3)]
+        status, body = _get(health, "/healthz")
+        assert status == 503 and json.loads(body)["store"] == "down", body
+        metrics = _get(health, "/metrics")[1]
+        assert _metric(metrics, "callgate_store_up") == 0
+        assert _metric(metrics, "callgate_store_errors_total") == 3
+        assert _metric(metrics, 'callgate_decision_reasons_total{reason="GATE_ERROR"}') == 3
     finally:
         postgres.resume()
     assert outage == [REJECTED] * 3
@@ -45,6 +71,8 @@ def test_the_gate_fails_closed_while_postgresql_is_down_and_recovers(pbx, site, 
         time.sleep(0.5)
     assert finals[-1] == BUSY, finals
     assert "the store answers again" in site.gate_log()
+    assert _get(health, "/healthz")[0] == 200
+    assert _metric(_get(health, "/metrics")[1], "callgate_store_up") == 1
 
 
 def test_two_gates_on_one_postgresql_never_overrun_the_cap(pbx, site, postgres):
