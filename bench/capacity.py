@@ -3,7 +3,8 @@
     python -m bench.capacity                      # 10 million attempts in each store
     python -m bench.capacity --attempts 1000000 --concurrency 8
 
-Fills each store with the same attempts (400 days over 1 M callees) and consents, then
+Fills a SQLite file with attempts (400 days over 1 M callees) and consents, copies it into
+a fresh PostgreSQL with `callgate db copy` (timed: the migration's cost), then
 runs the gate's atomic read-decide-record (`check_call(record=True)`) from N concurrent
 tasks for S seconds on each, alternating rounds. PostgreSQL is a fresh local cluster
 (Debian's package, started by the harness, fsync on); SQLite uses synchronous = "full".
@@ -17,39 +18,26 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import time
 from pathlib import Path
-
-import asyncpg
 
 from bench.core import CONFIG, NOW, callee, fill
 from callgate.gate import check_call
 from callgate.model import CallRequest
 from callgate.store import open_store
-from callgate.store.base import to_micros
+from harness.gate import callgate_command
 from harness.postgres import PostgresServer
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "callgate.toml"
 
-async def fill_postgres(url: str, attempts: int, consents: int, callees: int) -> None:
-    store = await open_store(url)  # creates the schema
-    await store.close()
-    db = await asyncpg.connect(url)
-    start = to_micros(NOW) - 400 * 86_400_000_000
-    await db.execute(
-        "INSERT INTO attempts (company, callee, at, purpose)"
-        " SELECT 'acme', '+336' || lpad((10000000 + (random() * $1)::bigint)::text, 8, '0'),"
-        " $2 + (random() * 400 * 86400000000)::bigint, 'prospecting'"
-        " FROM generate_series(1, $3)",
-        callees - 1, start, attempts,
-    )  # fmt: skip
-    await db.execute(
-        "INSERT INTO consents (company, callee, scope, given_at)"
-        " SELECT 'acme', '+336' || lpad((10000000 + i)::text, 8, '0'), 'prospecting', $1"
-        " FROM generate_series(0, $2 - 1) AS i",
-        to_micros(NOW) - 100 * 86_400_000_000, consents,
-    )  # fmt: skip
-    await db.execute("ANALYZE")
-    await db.close()
+
+def copy_to_postgres(sqlite: Path, url: str) -> float:
+    """Fill PostgreSQL with the very records of the SQLite file, by `callgate db copy`."""
+    env = {**os.environ, "CALLGATE_DB": str(sqlite), "CALLGATE_CONFIG": str(EXAMPLE)}
+    started = time.perf_counter()
+    subprocess.run([*callgate_command(), "db", "copy", "--to", url], env=env, check=True)
+    return time.perf_counter() - started
 
 
 async def rate(url: str, callees: int, seconds: float, concurrency: int) -> float:
@@ -92,9 +80,8 @@ def main() -> None:
     postgres.start()
     try:
         pg_url = postgres.new_database()
-        started = time.perf_counter()
-        asyncio.run(fill_postgres(pg_url, args.attempts, args.consents, args.callees))
-        print(f"PostgreSQL filled in {time.perf_counter() - started:.0f} s", flush=True)
+        copied = copy_to_postgres(sqlite, pg_url)
+        print(f"PostgreSQL filled by `callgate db copy` in {copied:.0f} s", flush=True)
         results: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
         for _ in range(args.rounds):
             for name, url in (("sqlite", str(sqlite)), ("postgresql", pg_url)):

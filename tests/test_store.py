@@ -207,3 +207,47 @@ async def test_a_node_whose_clock_is_behind_still_sees_the_last_slot_taken(store
     assert ahead.allowed
     assert behind.codes == ("CAP_30_DAYS",)
     assert len(replayed.attempts) == 3  # as of MONDAY, for a replay, it was not there yet
+
+
+async def test_many_deciders_on_one_store_share_commits_and_never_overrun_the_cap(store):
+    """A burst on one store object (one gate): decisions queued together are committed
+    together, yet each sees the attempts recorded before it (a few seconds apart: within
+    the clock skew a live decision allows for)."""
+    config = a_config()
+    callees = [f"+336123456{i:02d}" for i in range(8)]
+    for callee in callees:
+        await store.add_consent("acme", callee, Consent(ConsentScope.PROSPECTING, MONDAY - days(9)))
+    decisions = await asyncio.gather(*(
+        check_call(store, config, a_request(callee), MONDAY + days(i) / 86400, record=True)
+        for callee in callees for i in range(6)
+    ))  # fmt: skip
+    for callee in callees:
+        mine = [d for d in decisions if d.callee == callee]
+        assert sum(d.allowed for d in mine) == 4, callee  # the cap, exactly
+        facts = await store.facts("acme", callee, MONDAY + days(1), MONDAY - days(1))
+        assert len(facts.attempts) == 4
+    from callgate.cli_log import verify_chain
+
+    verifier, broken = await verify_chain(store)
+    assert broken is None and verifier.count == len(decisions)
+
+
+async def test_a_failing_judge_fails_its_call_alone(store):
+    from datetime import timedelta
+
+    config = a_config()
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, MONDAY - days(9)))
+
+    def broken(facts):
+        raise ValueError("a bug in one decision")
+
+    good = [
+        check_call(store, config, a_request(), MONDAY + timedelta(minutes=i), record=True)
+        for i in range(3)
+    ]
+    bad = store.decide("acme", CALLEE, MONDAY, MONDAY - days(40), broken, record=True)
+    results = await asyncio.gather(*good[:2], bad, good[2], return_exceptions=True)
+    assert isinstance(results[2], ValueError)
+    assert [r.allowed for r in results if not isinstance(r, Exception)] == [True] * 3
+    facts = await store.facts("acme", CALLEE, MONDAY + days(1), MONDAY - days(1))
+    assert len(facts.attempts) == 3

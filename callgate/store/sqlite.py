@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -67,6 +68,26 @@ _FACTS_SQL = facts_sql("= :callee")
 _FACTS_MANY_SQL = facts_sql("IN (SELECT value FROM json_each(:callees))")
 
 
+# A group commit holds the write lock; a bound keeps other writers' wait short.
+_GROUP_MAX = 64
+_JOB_SAVEPOINT = "callgate_decision"
+
+
+@dataclass(slots=True)
+class _Job:
+    """One check-and-record waiting for the next group commit."""
+
+    company: str
+    callee: str
+    now: datetime
+    since: datetime
+    judge: Judge
+    channel: str | None
+    abandoned: asyncio.Event
+    started: float
+    done: asyncio.Future[Decision]
+
+
 class SqliteStore:
     def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
         self._db = connection
@@ -74,6 +95,8 @@ class SqliteStore:
         # aiosqlite runs one connection on one thread; transactions must not interleave.
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Future[Decision]] = set()
+        self._queue: list[_Job] = []
+        self._committer: asyncio.Task[None] | None = None
         self.node = socket.gethostname()  # who decided, in the log
 
     @classmethod
@@ -178,12 +201,47 @@ class SqliteStore:
         self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
         channel: str | None, abandoned: asyncio.Event, started: float,
     ) -> Decision:  # fmt: skip
-        async with self._transaction():
-            decision = judge(await self._facts(company, callee, now, since))
-            if abandoned.is_set():
+        job = _Job(company, callee, now, since, judge, channel, abandoned, started,
+                   asyncio.get_running_loop().create_future())  # fmt: skip
+        self._queue.append(job)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        return await job.done
+
+    async def _commit_queued(self) -> None:
+        """Group commit: the decisions queued while a commit was under way share the next
+        one. Each is still read, judged and recorded in turn, so each sees the attempts
+        recorded before it; none is answered before its commit is durable."""
+        while self._queue:
+            group, self._queue = self._queue[:_GROUP_MAX], self._queue[_GROUP_MAX:]
+            try:
+                async with self._transaction():
+                    outcomes = [await self._decide_one(job) for job in group]
+            except Exception as error:  # the commit failed: none of the group is recorded
+                outcomes = [error] * len(group)
+            for job, outcome in zip(group, outcomes, strict=True):
+                if job.done.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.done.set_exception(outcome)
+                else:
+                    job.done.set_result(outcome)
+
+    async def _decide_one(self, job: _Job) -> Decision | BaseException:
+        await self._db.execute(f"SAVEPOINT {_JOB_SAVEPOINT}")
+        try:
+            decision = job.judge(await self._facts(job.company, job.callee, job.now, job.since))
+            if job.abandoned.is_set():
                 raise Abandoned
-            latency_ms = round((time.perf_counter() - started) * 1000, 3) if started else None
-            await self._record(company, callee, now, decision, channel, latency_ms)
+            latency_ms = round((time.perf_counter() - job.started) * 1000, 3)
+            await self._record(job.company, job.callee, job.now, decision, job.channel, latency_ms)
+        except sqlite3.Error:
+            raise  # the connection is in trouble: the whole group fails
+        except Exception as error:  # this call alone: its judge failed, or it was abandoned
+            await self._db.execute(f"ROLLBACK TO {_JOB_SAVEPOINT}")
+            await self._db.execute(f"RELEASE {_JOB_SAVEPOINT}")
+            return error
+        await self._db.execute(f"RELEASE {_JOB_SAVEPOINT}")
         return decision
 
     async def _record(
