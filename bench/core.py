@@ -91,16 +91,24 @@ def bench_decide(seconds: float) -> float:
 
 
 async def bench_store(
-    path: Path, callees: int, seconds: float, record: bool, synchronous: str = "full"
-) -> float:
+    path: Path, callees: int, seconds: float, record: bool, synchronous: str = "full",
+    concurrency: int = 1,
+) -> float:  # fmt: skip
+    """Decisions/s on random callees, from ``concurrency`` deciders sharing one store
+    object, as a gate's calls do (with more than one, recorded decisions share commits)."""
     store = await open_store(str(path), synchronous=synchronous)
     rng = random.Random(2)
     done, t0 = 0, time.perf_counter()
-    try:
+
+    async def decider() -> None:
+        nonlocal done
         while time.perf_counter() - t0 < seconds:
             request = CallRequest("+33948000001", callee(rng.randrange(callees)), "acme")
             await check_call(store, CONFIG, request, NOW, record=record)
             done += 1
+
+    try:
+        await asyncio.gather(*(decider() for _ in range(concurrency)))
     finally:
         await store.close()
     return done / (time.perf_counter() - t0)
@@ -114,6 +122,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per measure and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", default="/var/tmp/callgate-bench")
+    parser.add_argument("--concurrency", type=int, default=64, help="deciders, gate-like row")
     args = parser.parse_args()
 
     workdir = Path(args.workdir)
@@ -128,19 +137,23 @@ def main() -> None:
     # Warm the page cache, then alternate the store measures in rounds so that the
     # machine's noise falls on all of them alike; report each one's median.
     asyncio.run(bench_store(path, args.callees, args.seconds / 2, record=False))
-    rounds: dict[str, list[float]] = {"dry": [], "full": [], "normal": []}
+    measures = (
+        ("check_call, dry run (facts read + decide)", False, "full", 1),
+        ("check_call --record, synchronous=full, one at a time", True, "full", 1),
+        ("check_call --record, synchronous=normal, one at a time", True, "normal", 1),
+        (f"check_call --record, synchronous=full, {args.concurrency} concurrent",
+         True, "full", args.concurrency),
+    )  # fmt: skip
+    rounds: dict[str, list[float]] = {name: [] for name, *_ in measures}
     decide_rates = []
     for _ in range(args.rounds):
         decide_rates.append(bench_decide(args.seconds))
-        for name, record, synchronous in (
-            ("dry", False, "full"),
-            ("full", True, "full"),
-            ("normal", True, "normal"),
-        ):
-            rate = asyncio.run(bench_store(path, args.callees, args.seconds, record, synchronous))
+        for name, record, synchronous, concurrency in measures:
+            rate = asyncio.run(bench_store(
+                path, args.callees, args.seconds, record, synchronous, concurrency
+            ))  # fmt: skip
             rounds[name].append(rate)
     decide_rate = statistics.median(decide_rates)
-    dry_rate, record_rate, normal_rate = (statistics.median(rounds[k]) for k in rounds)
     size_mb = path.stat().st_size / 1e6
     python = platform.python_version()
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
@@ -149,9 +162,8 @@ def main() -> None:
     print("| measure | decisions/s |")
     print("|---|---|")
     print(f"| decide() alone | {decide_rate:,.0f} |")
-    print(f"| check_call, dry run (facts read + decide) | {dry_rate:,.0f} |")
-    print(f"| check_call --record, synchronous=full | {record_rate:,.0f} |")
-    print(f"| check_call --record, synchronous=normal | {normal_rate:,.0f} |")
+    for name, rates in rounds.items():
+        print(f"| {name} | {statistics.median(rates):,.0f} |")
 
 
 if __name__ == "__main__":

@@ -4,36 +4,71 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from callgate.model import Attempt, Consent, ConsentScope, Contract, Facts, Opposition, Purpose
 from callgate.store.base import from_micros, instant_of
 
-__all__ = ["DECISION_COLUMNS", "entry_from_row", "facts_from_rows", "facts_sql", "iso_micros"]
+__all__ = [
+    "BY_JOB",
+    "DECISION_COLUMNS",
+    "Asked",
+    "entry_from_row",
+    "facts_from_rows",
+    "facts_sql",
+    "iso_micros",
+]
 
 
-def facts_sql(callees: str) -> str:
+@dataclass(frozen=True)
+class Asked:
+    """Where the facts query takes what it is asked: named parameters (one company, one
+    instant) or the columns of a ``jobs`` relation (one row per question, its key ``i``)."""
+
+    source: str = ""
+    key: str = "{table}.callee"
+    company: str = ":company"
+    now: str = ":now"
+    since: str = ":since"
+    horizon: str = ":horizon"
+
+
+BY_PARAMETERS = Asked()
+BY_JOB = Asked("jobs, ", "jobs.i", "jobs.company", "jobs.t_now", "jobs.t_since", "jobs.t_horizon")
+
+
+def facts_sql(callees: str, asked: Asked = BY_PARAMETERS) -> str:
     """Every fact about one company's callees as of an instant, in one statement.
 
     The first branch types the columns for PostgreSQL, hence its casts."""
+    a = asked
+
+    def key(table: str) -> str:
+        return a.key.format(table=table)
+
     return f"""
-SELECT callee, 'a', at, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), purpose,
-       CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM attempts
-  WHERE company = :company AND callee {callees} AND at > :since AND at <= :horizon
+SELECT {key("attempts")}, 'a', attempts.at, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
+       attempts.purpose, CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM {a.source}attempts
+  WHERE attempts.company = {a.company} AND attempts.callee {callees}
+    AND attempts.at > {a.since} AND attempts.at <= {a.horizon}
 UNION ALL
-SELECT callee, 'r', at, NULL, NULL, NULL, NULL, NULL FROM refusals
-  WHERE company = :company AND callee {callees} AND at > :since AND at <= :horizon
+SELECT {key("refusals")}, 'r', refusals.at, NULL, NULL, NULL, NULL, NULL FROM {a.source}refusals
+  WHERE refusals.company = {a.company} AND refusals.callee {callees}
+    AND refusals.at > {a.since} AND refusals.at <= {a.horizon}
 UNION ALL
-SELECT callee, 'c', given_at, expires_at, CASE WHEN revoked_at <= :now THEN revoked_at END,
-       scope, source, proof FROM consents
-  WHERE company = :company AND callee {callees} AND given_at <= :now
+SELECT {key("consents")}, 'c', given_at, expires_at,
+       CASE WHEN revoked_at <= {a.now} THEN revoked_at END, scope, consents.source, proof
+  FROM {a.source}consents
+  WHERE consents.company = {a.company} AND consents.callee {callees} AND given_at <= {a.now}
 UNION ALL
-SELECT callee, 'k', start_at, end_at, NULL, NULL, NULL, NULL FROM contracts
-  WHERE company = :company AND callee {callees} AND start_at <= :now
+SELECT {key("contracts")}, 'k', start_at, end_at, NULL, NULL, NULL, NULL FROM {a.source}contracts
+  WHERE contracts.company = {a.company} AND contracts.callee {callees} AND start_at <= {a.now}
 UNION ALL
-SELECT callee, 'o', added_at, NULL, NULL, source, NULLIF(company, ''), NULL FROM opposition
-  WHERE callee {callees} AND company IN ('', :company) AND added_at <= :now
-    AND (removed_at IS NULL OR removed_at > :now)
+SELECT {key("opposition")}, 'o', added_at, NULL, NULL, opposition.source,
+       NULLIF(opposition.company, ''), NULL FROM {a.source}opposition
+  WHERE opposition.callee {callees} AND opposition.company IN ('', {a.company})
+    AND added_at <= {a.now} AND (removed_at IS NULL OR removed_at > {a.now})
 """
 
 
@@ -45,11 +80,12 @@ DECISION_COLUMNS = (
 )  # fmt: skip
 
 
-def facts_from_rows(rows: Iterable[Any]) -> dict[str, Facts]:
-    found: dict[str, tuple[list[Any], ...]] = {}
-    for callee, kind, t1, t2, t3, s1, s2, s3 in rows:
+def facts_from_rows(rows: Iterable[Any]) -> dict[Any, Facts]:
+    """The facts per key: the callee, or the question's index for BY_JOB."""
+    found: dict[Any, tuple[list[Any], ...]] = {}
+    for key, kind, t1, t2, t3, s1, s2, s3 in rows:
         attempts, refusals, consents, contracts, oppositions = found.setdefault(
-            callee, ([], [], [], [], [])
+            key, ([], [], [], [], [])
         )
         at = instant_of(t1)
         if kind == "a":
@@ -62,7 +98,7 @@ def facts_from_rows(rows: Iterable[Any]) -> dict[str, Facts]:
             contracts.append(Contract(at, from_micros(t2)))
         else:
             oppositions.append(Opposition(s1, at, s2))
-    return {callee: Facts(*(tuple(part) for part in parts)) for callee, parts in found.items()}
+    return {key: Facts(*(tuple(part) for part in parts)) for key, parts in found.items()}
 
 
 def iso_micros(micros: int) -> str:

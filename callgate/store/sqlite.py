@@ -49,6 +49,7 @@ from callgate.store.base import (
     to_micros,
 )
 from callgate.store.sql import (
+    BY_JOB,
     DECISION_COLUMNS,
     entry_from_row,
     facts_from_rows,
@@ -64,13 +65,27 @@ _IMPORT_BATCH = 20_000
 
 
 # One statement, one round trip: every fact about a (company, callee) as of an instant.
-_FACTS_SQL = facts_sql("= :callee")
-_FACTS_MANY_SQL = facts_sql("IN (SELECT value FROM json_each(:callees))")
+# Many questions, each its own (company, callee, instants), in one statement and one
+# round trip: the facts of a group of decisions, or of a call list.
+_FACTS_BY_JOB_SQL = """
+WITH jobs(i, company, callee, t_now, t_since, t_horizon) AS (
+  SELECT key, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+         json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
+  FROM json_each(:jobs))
+""" + facts_sql("= jobs.callee", BY_JOB)
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (company, callee, at, purpose, decision_id) VALUES (?, ?, ?, ?, ?)"
+)
+_DECISION_INSERT_COLUMNS = [name for name in DECISION_COLUMNS if name != "at"]
+_INSERT_DECISION = (
+    f"INSERT INTO decisions (at, {', '.join(_DECISION_INSERT_COLUMNS)})"
+    f" VALUES (?, {', '.join('?' for _ in _DECISION_INSERT_COLUMNS)})"
+)
+Question = tuple[str, str, datetime, datetime, bool]  # company, callee, now, since, live
 
 
 # A group commit holds the write lock; a bound keeps other writers' wait short.
 _GROUP_MAX = 64
-_JOB_SAVEPOINT = "callgate_decision"
 
 
 @dataclass(slots=True)
@@ -156,25 +171,26 @@ class SqliteStore:
     async def _facts(
         self, company: str, callee: str, now: datetime, since: datetime, *, live: bool = True
     ) -> Facts:
-        horizon = now + LIVE_CLOCK_SKEW if live else now
-        params = {
-            "company": company, "callee": callee, "now": to_micros(now),
-            "since": to_micros(since), "horizon": to_micros(horizon),
-        }  # fmt: skip
-        rows = await self._db.execute_fetchall(_FACTS_SQL, params)
-        return facts_from_rows(rows).get(callee, Facts())
+        [facts] = await self._facts_of([(company, callee, now, since, live)])
+        return facts
+
+    async def _facts_of(self, questions: list[Question]) -> list[Facts]:
+        jobs = [
+            (company, callee, to_micros(now), to_micros(since),
+             to_micros(now + LIVE_CLOCK_SKEW if live else now))
+            for company, callee, now, since, live in questions
+        ]  # fmt: skip
+        rows = await self._db.execute_fetchall(_FACTS_BY_JOB_SQL, {"jobs": json.dumps(jobs)})
+        found = facts_from_rows(rows)
+        return [found.get(index, Facts()) for index in range(len(questions))]
 
     async def facts_many(
         self, company: str, callees: list[str], now: datetime, since: datetime
     ) -> dict[str, Facts]:
         """The facts of many callees of one company in one round trip (list scrubbing)."""
-        params = {
-            "company": company, "callees": json.dumps(callees), "now": to_micros(now),
-            "since": to_micros(since), "horizon": to_micros(now + LIVE_CLOCK_SKEW),
-        }  # fmt: skip
         async with self._lock:
-            rows = await self._db.execute_fetchall(_FACTS_MANY_SQL, params)
-        return facts_from_rows(rows)
+            facts = await self._facts_of([(company, c, now, since, True) for c in callees])
+        return dict(zip(callees, facts, strict=True))
 
     async def decide(
         self,
@@ -210,13 +226,13 @@ class SqliteStore:
 
     async def _commit_queued(self) -> None:
         """Group commit: the decisions queued while a commit was under way share the next
-        one. Each is still read, judged and recorded in turn, so each sees the attempts
-        recorded before it; none is answered before its commit is durable."""
+        one. Each sees the attempts recorded before it; none is answered before its commit
+        is durable."""
         while self._queue:
             group, self._queue = self._queue[:_GROUP_MAX], self._queue[_GROUP_MAX:]
             try:
                 async with self._transaction():
-                    outcomes = [await self._decide_one(job) for job in group]
+                    outcomes = await self._decide_group(group)
             except Exception as error:  # the commit failed: none of the group is recorded
                 outcomes = [error] * len(group)
             for job, outcome in zip(group, outcomes, strict=True):
@@ -227,34 +243,45 @@ class SqliteStore:
                 else:
                     job.done.set_result(outcome)
 
-    async def _decide_one(self, job: _Job) -> Decision | BaseException:
-        await self._db.execute(f"SAVEPOINT {_JOB_SAVEPOINT}")
-        try:
-            decision = job.judge(await self._facts(job.company, job.callee, job.now, job.since))
-            if job.abandoned.is_set():
-                raise Abandoned
-            latency_ms = round((time.perf_counter() - job.started) * 1000, 3)
-            await self._record(job.company, job.callee, job.now, decision, job.channel, latency_ms)
-        except sqlite3.Error:
-            raise  # the connection is in trouble: the whole group fails
-        except Exception as error:  # this call alone: its judge failed, or it was abandoned
-            await self._db.execute(f"ROLLBACK TO {_JOB_SAVEPOINT}")
-            await self._db.execute(f"RELEASE {_JOB_SAVEPOINT}")
-            return error
-        await self._db.execute(f"RELEASE {_JOB_SAVEPOINT}")
-        return decision
-
-    async def _record(
-        self, company: str, callee: str, now: datetime, decision: Decision, channel: str | None,
-        latency_ms: float | None,
-    ) -> None:  # fmt: skip
-        if decision.allowed:
-            await self._db.execute(
-                "INSERT INTO attempts (company, callee, at, purpose, decision_id)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (company, callee, to_micros(now), decision.purpose.value, decision.decision_id),
+    async def _decide_group(self, group: list[_Job]) -> list[Decision | BaseException]:
+        """Read, judge and record a group in waves: one facts statement and two inserts a
+        wave. A callee asked twice goes to the next wave, which reads what this one wrote."""
+        outcomes: dict[int, Decision | BaseException] = {}
+        head = await self._chain_head()
+        pending = list(enumerate(group))
+        while pending:
+            wave: list[tuple[int, _Job]] = []
+            later: list[tuple[int, _Job]] = []
+            asked: set[tuple[str, str]] = set()
+            for index, job in pending:
+                key = (job.company, job.callee)
+                (later if key in asked else wave).append((index, job))
+                asked.add(key)
+            facts = await self._facts_of(
+                [(job.company, job.callee, job.now, job.since, True) for _, job in wave]
             )
-        await self._insert_decision(decision, now, channel, "call", latency_ms)
+            attempts: list[tuple[Any, ...]] = []
+            entries: list[tuple[Any, ...]] = []
+            for (index, job), known in zip(wave, facts, strict=True):
+                try:
+                    if job.abandoned.is_set():
+                        raise Abandoned
+                    decision = job.judge(known)
+                except Exception as error:  # this call alone: abandoned, or its judge failed
+                    outcomes[index] = error
+                    continue
+                latency_ms = round((time.perf_counter() - job.started) * 1000, 3)
+                if decision.allowed:
+                    attempts.append((job.company, job.callee, to_micros(job.now),
+                                     decision.purpose.value, decision.decision_id))  # fmt: skip
+                row, head = self._decision_row(decision, job.now, job.channel, "call",
+                                               latency_ms, head)  # fmt: skip
+                entries.append(row)
+                outcomes[index] = decision
+            await self._db.executemany(_INSERT_ATTEMPT, attempts)
+            await self._db.executemany(_INSERT_DECISION, entries)
+            pending = later
+        return [outcomes[index] for index in range(len(group))]
 
     async def record_decision(
         self, decision: Decision, channel: str | None = None, *, kind: str = "call",
@@ -270,31 +297,38 @@ class SqliteStore:
         latency_ms: float | None,
     ) -> None:  # fmt: skip
         """Append to the hash chain; the caller holds the write transaction."""
-        async with self._db.execute(
-            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1"
-        ) as cursor:
-            last = await cursor.fetchone()
-        if last is None:
-            async with self._db.execute(
-                "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1"
-            ) as cursor:
+        row, _ = self._decision_row(
+            decision, now, channel, kind, latency_ms, await self._chain_head()
+        )
+        await self._db.execute(_INSERT_DECISION, row)
+
+    async def _chain_head(self) -> tuple[int, str]:
+        """The last entry's (seq, hash), or the purge anchor's, or the genesis."""
+        for sql in (
+            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1",
+        ):
+            async with self._db.execute(sql) as cursor:
                 last = await cursor.fetchone()
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            if last is not None:
+                return int(last[0]), str(last[1])
+        return 0, GENESIS
+
+    def _decision_row(
+        self, decision: Decision, now: datetime, channel: str | None, kind: str,
+        latency_ms: float | None, head: tuple[int, str],
+    ) -> tuple[tuple[Any, ...], tuple[int, str]]:  # fmt: skip
+        """The decisions row that follows ``head`` in the chain, and the new head."""
         at = to_micros(now)
         entry = log_entry(
-            decision, seq=seq, at=iso_micros(at), node=self.node, channel=channel, kind=kind,
-            latency_ms=latency_ms, salt=secrets.token_hex(16), prev_hash=prev_hash,
+            decision, seq=head[0] + 1, at=iso_micros(at), node=self.node, channel=channel,
+            kind=kind, latency_ms=latency_ms, salt=secrets.token_hex(16), prev_hash=head[1],
         )  # fmt: skip
-        columns = [name for name in DECISION_COLUMNS if name != "at"]
         values = [
             json.dumps(entry[name], ensure_ascii=False) if name == "reasons" else entry[name]
-            for name in columns
+            for name in _DECISION_INSERT_COLUMNS
         ]
-        await self._db.execute(
-            f"INSERT INTO decisions (at, {', '.join(columns)})"
-            f" VALUES (?, {', '.join('?' for _ in columns)})",
-            (at, *values),
-        )
+        return (at, *values), (entry["seq"], entry["hash"])
 
     async def log_entries(
         self, query: LogQuery, *, after_seq: int = 0, limit: int | None = None,
