@@ -8,31 +8,29 @@ removing another number from the pool never moves it. No counter, no state.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Sequence
 
-from callgate.numbering import Number, Territory, parse_number
+from callgate.numbering import Number, Territory
 
 __all__ = ["choose_presented_number"]
 
 
 def choose_presented_number(
-    pool: Iterable[str],
+    candidates: Sequence[tuple[Number, frozenset[Territory]]],
     company: str,
     callee_key: str,
     territory: Territory | None,
-    allowed: Callable[[Number], bool],
-    serves: Callable[[Number], frozenset[Territory]],
 ) -> Number | None:
     """The pool number to present to this callee, or None when none is allowed.
 
-    ``allowed`` says whether a number may be presented for the call's purpose;
-    ``serves`` gives the territories a number is of (RULES-FR §1.7).
+    ``candidates`` are the pool's numbers allowed for the call's purpose, each with the
+    territories it is of (RULES-FR §1.7).
     """
-    candidates = [number for number in map(parse_number, pool) if allowed(number)]
     if not candidates:
         return None
-    local = [number for number in candidates if territory in serves(number)]
-    return max(local or candidates, key=lambda number: _score(company, callee_key, number))
+    local = [number for number, serves in candidates if territory in serves]
+    pool = local or [number for number, _ in candidates]
+    return max(pool, key=lambda number: _score(company, callee_key, number))
 
 
 def _score(company: str, callee_key: str, number: Number) -> bytes:

@@ -237,7 +237,7 @@ async def _rejudge(entry: dict[str, Any], config: Config, store: Store) -> Any:
         request.company or "", entry["callee"] or "", known_at,
         at - timedelta(days=pack.history_days(config.rules)),
     )  # fmt: skip
-    return pack.evaluate(request, facts, at, config)
+    return pack.evaluate(request, facts, at, config, explain=True)
 
 
 async def _explain(args: argparse.Namespace, config: Config, store: Store) -> int:

@@ -11,7 +11,14 @@ from types import MappingProxyType
 from typing import Any
 
 from callgate.model import Purpose
-from callgate.numbering import DEFAULT_NPV_PREFIXES, Kind, Number, Territory, parse_number
+from callgate.numbering import (
+    DEFAULT_NPV_PREFIXES,
+    Kind,
+    Number,
+    PrefixTable,
+    Territory,
+    parse_number,
+)
 
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
@@ -56,7 +63,7 @@ class RuleSettings:
     consent_max_age_days: int = 365
     allow_foreign: bool = False
     npv_prefixes: Mapping[str, frozenset[Territory]] = field(
-        default_factory=lambda: MappingProxyType(dict(DEFAULT_NPV_PREFIXES))
+        default_factory=lambda: DEFAULT_NPV_PREFIXES
     )
     emergency_numbers: frozenset[str] = DEFAULT_EMERGENCY_NUMBERS
 
@@ -303,7 +310,7 @@ def _npv(value: Any) -> Mapping[str, frozenset[Territory]]:
             raise ConfigError(
                 f"{key}: unknown territory in {territories} (known: {known})"
             ) from None
-    return MappingProxyType(table)
+    return PrefixTable(table)
 
 
 def _days(table: Mapping[str, Any], key: str, default: int) -> int:

@@ -8,9 +8,11 @@ turns it into a :class:`Number` that says what it is, and never raises.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -21,6 +23,7 @@ __all__ = [
     "Category",
     "Kind",
     "Number",
+    "PrefixTable",
     "Territory",
     "classify",
     "npv_territories",
@@ -102,7 +105,7 @@ _COUNTRY_TERRITORY = {
 }
 
 # ARCEP decision 2022-1583: numéros polyvalents vérifiés reserved for solicitation.
-DEFAULT_NPV_PREFIXES: dict[str, frozenset[Territory]] = {
+_NPV_PREFIXES: dict[str, frozenset[Territory]] = {
     **{
         p: frozenset({Territory.MET})
         for p in (
@@ -116,6 +119,41 @@ DEFAULT_NPV_PREFIXES: dict[str, frozenset[Territory]] = {
     "09478": frozenset({Territory.RE, Territory.YT}),
     "09479": frozenset({Territory.RE, Territory.YT}),
 }  # fmt: skip
+
+
+class PrefixTable(Mapping[str, frozenset[Territory]]):
+    """A read-only, hashable prefix -> territories table, so that what is derived from
+    it (a number's faults, a pool's compliant numbers) can be computed once and cached."""
+
+    __slots__ = ("_hash", "_table")
+
+    def __init__(self, table: Mapping[str, frozenset[Territory]]) -> None:
+        self._table = dict(table)
+        self._hash = hash(frozenset(self._table.items()))
+
+    def __getitem__(self, key: str) -> frozenset[Territory]:
+        return self._table[key]
+
+    def get(self, key: str, default: Any = None) -> Any:  # the hot path: no try/except
+        return self._table.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._table == dict(other)
+
+    def __repr__(self) -> str:
+        return f"PrefixTable({self._table!r})"
+
+
+DEFAULT_NPV_PREFIXES = PrefixTable(_NPV_PREFIXES)
 
 _MISSING_WORDS = frozenset(
     {"", "anonymous", "unknown", "restricted", "private", "unavailable", "withheld", "masked"}
@@ -213,7 +251,7 @@ def _territory(country: str, nsn: str) -> Territory | None:
 
 
 def npv_territories(
-    number: Number, prefixes: dict[str, frozenset[Territory]] = DEFAULT_NPV_PREFIXES
+    number: Number, prefixes: Mapping[str, frozenset[Territory]] = DEFAULT_NPV_PREFIXES
 ) -> frozenset[Territory]:
     """Territories an NPV serves (ARCEP 2022-1583); empty when the number is no NPV."""
     if number.national is None or number.region != "FR":
@@ -226,7 +264,7 @@ def npv_territories(
 
 
 def classify(
-    number: Number, prefixes: dict[str, frozenset[Territory]] = DEFAULT_NPV_PREFIXES
+    number: Number, prefixes: Mapping[str, frozenset[Territory]] = DEFAULT_NPV_PREFIXES
 ) -> Category:
     """The category of RULES-FR §1 a number falls in."""
     if number.kind is Kind.SHORT:

@@ -76,7 +76,7 @@ def test_a_presented_number_is_always_from_the_pool_and_allowed(
     if "EMERGENCY" in decision.codes or decision.caller_out is None:
         return
     assert decision.caller_out in config.companies["acme"].numbers
-    assert cli_faults(parse_number(decision.caller_out), purpose, config.rules.npv_prefixes) == []
+    assert cli_faults(parse_number(decision.caller_out), purpose, config.rules.npv_prefixes) == ()
     assert not decision.caller_out.startswith(("+336", "+337"))
 
 

@@ -22,7 +22,7 @@ class Evaluation(Protocol):
     territory: str | None
     ruleset: str
     reasons: tuple[Reason, ...]
-    outcomes: tuple[Any, ...]  # each rule's outcome, for explanations
+    outcomes: tuple[Any, ...]  # each rule's outcome, when asked to explain
 
 
 class RulePack(Protocol):
@@ -31,8 +31,9 @@ class RulePack(Protocol):
     def history_days(self, settings: RuleSettings) -> int: ...
 
     def evaluate(
-        self, request: CallRequest, facts: Facts, now: datetime, config: Config
-    ) -> Evaluation: ...
+        self, request: CallRequest, facts: Facts, now: datetime, config: Config,
+        *, explain: bool = False,
+    ) -> Evaluation: ...  # fmt: skip
 
 
 def get_pack(name: str) -> RulePack:

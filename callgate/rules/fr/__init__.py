@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from itertools import zip_longest
 from zoneinfo import ZoneInfo
 
 from callgate.config import Config, RuleSettings
@@ -68,12 +69,15 @@ class FrenchPack:
         return max(CAP_DAYS, settings.refusal_cooldown_days + 1) + 2
 
     def evaluate(
-        self, request: CallRequest, facts: Facts, now: datetime, config: Config
-    ) -> FrenchEvaluation:
+        self, request: CallRequest, facts: Facts, now: datetime, config: Config,
+        *, explain: bool = False,
+    ) -> FrenchEvaluation:  # fmt: skip
+        """Every rule's verdict on the call; with ``explain``, each rule's outcome too
+        (for `callgate log explain`; a gate does not pay for it)."""
         settings = config.rules
         callee = parse_number(request.callee)
-        zone = callee.territory.zone if callee.territory else _PARIS
-        ruleset = ruleset_for(now.astimezone(zone).date())
+        local_now = now.astimezone(callee.territory.zone if callee.territory else _PARIS)
+        ruleset = ruleset_for(local_now.date())
         territory = callee.territory.value if callee.territory else callee.region
         if is_emergency(callee, settings):
             emergency = Reason("EMERGENCY", "emergency number: never held", blocking=False)
@@ -90,27 +94,30 @@ class FrenchPack:
             callee.territory, settings.npv_prefixes,
         )  # fmt: skip
         reasons.extend(outcome.reasons)
-        outcomes = [
-            RuleOutcome("caller_id", _doc(caller_id_outcome), True, outcome.reasons),
-        ]
         destination = destination_in_scope(callee, settings)
-        outcomes.append(
-            RuleOutcome("destination_in_scope", _doc(destination_in_scope), True,
-                        (destination,) if destination else ())
-        )  # fmt: skip
         if destination is not None:
             reasons.append(destination)
         applies = callee.is_french and purpose.is_solicitation and destination is None
-        ctx = Context(request, purpose, caller, callee, company, facts, now, settings, ruleset)
-        for rule in SOLICITATION_RULES:
-            reason = rule(ctx) if applies else None
-            if reason is not None:
-                reasons.append(reason)
-            outcomes.append(
-                RuleOutcome(rule.__name__, _doc(rule), applies, (reason,) if reason else ())
-            )
+        found: list[Reason | None] = []
+        if applies:
+            ctx = Context(
+                request, purpose, caller, callee, company, facts, now, local_now, settings,
+                ruleset,
+            )  # fmt: skip
+            found = [rule(ctx) for rule in SOLICITATION_RULES]
+            reasons.extend(reason for reason in found if reason is not None)
+        outcomes: tuple[RuleOutcome, ...] = ()
+        if explain:
+            outcomes = (
+                RuleOutcome("caller_id", _doc(caller_id_outcome), True, outcome.reasons),
+                RuleOutcome("destination_in_scope", _doc(destination_in_scope), True,
+                            (destination,) if destination else ()),
+                *(RuleOutcome(rule.__name__, _doc(rule), applies,
+                              (reason,) if reason else ())
+                  for rule, reason in zip_longest(SOLICITATION_RULES, found)),
+            )  # fmt: skip
         return FrenchEvaluation(
-            outcome.caller_out, callee.e164, territory, ruleset, tuple(reasons), tuple(outcomes)
+            outcome.caller_out, callee.e164, territory, ruleset, tuple(reasons), outcomes
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from callgate.callerid import choose_presented_number
 from callgate.config import Company
@@ -15,6 +16,7 @@ from callgate.numbering import (
     Territory,
     classify,
     npv_territories,
+    parse_number,
 )
 
 __all__ = ["CallerIdOutcome", "caller_id_outcome", "cli_faults"]
@@ -77,9 +79,10 @@ _NUMBER_RULES: tuple[Callable[[Number, Purpose, NpvTable], Reason | None], ...] 
 )
 
 
-def cli_faults(cli: Number, purpose: Purpose, npv: NpvTable) -> list[Reason]:
+@lru_cache(maxsize=4096)  # a pool's numbers and the agents' own come back on every call
+def cli_faults(cli: Number, purpose: Purpose, npv: NpvTable) -> tuple[Reason, ...]:
     """Every §1.1-1.5 fault of a number for this purpose."""
-    return [reason for rule in _NUMBER_RULES if (reason := rule(cli, purpose, npv))]
+    return tuple(reason for rule in _NUMBER_RULES if (reason := rule(cli, purpose, npv)))
 
 
 def cli_not_assigned(cli: Number, company: Company) -> Reason | None:
@@ -104,7 +107,7 @@ def caller_id_outcome(
     npv: NpvTable,
 ) -> CallerIdOutcome:
     """RULES-FR §1.7-1.8: keep a compliant number, else rewrite it from the pool."""
-    faults = cli_faults(cli, purpose, npv)
+    faults = list(cli_faults(cli, purpose, npv))
     if company is None:
         return CallerIdOutcome(None if faults else cli.display, tuple(faults))
     if cli.kind is not Kind.MISSING and cli.kind is not Kind.INVALID:
@@ -114,12 +117,7 @@ def caller_id_outcome(
     if not faults:
         return CallerIdOutcome(cli.display, ())
     chosen = choose_presented_number(
-        company.numbers,
-        company.id,
-        callee_key,
-        territory,
-        allowed=lambda number: not cli_faults(number, purpose, npv),
-        serves=lambda number: _territories_served(number, npv),
+        _presentable(company.numbers, purpose, npv), company.id, callee_key, territory
     )
     if chosen is None:
         missing = Reason(
@@ -134,6 +132,20 @@ def caller_id_outcome(
     )
     informative = (Reason(f.code, f.message, blocking=False) for f in faults)
     return CallerIdOutcome(chosen.display, (rewritten, *informative))
+
+
+@lru_cache(maxsize=1024)
+def _presentable(
+    pool: tuple[str, ...], purpose: Purpose, npv: NpvTable
+) -> tuple[tuple[Number, frozenset[Territory]], ...]:
+    """The pool's numbers that may be presented for this purpose, each with the
+    territories it is of (RULES-FR §1.7)."""
+    numbers = (parse_number(raw) for raw in pool)
+    return tuple(
+        (number, _territories_served(number, npv))
+        for number in numbers
+        if not cli_faults(number, purpose, npv)
+    )
 
 
 def _territories_served(number: Number, npv: NpvTable) -> frozenset[Territory]:

@@ -22,6 +22,7 @@ class Context:
     company: Company | None
     facts: Facts
     now: datetime
+    local_now: datetime  # ``now`` in the callee's time zone
     settings: RuleSettings
     ruleset: str
 
@@ -30,10 +31,6 @@ class Context:
         """The callee's territory; only asked by rules that run for French callees."""
         assert self.callee.territory is not None
         return self.callee.territory
-
-    @property
-    def local_now(self) -> datetime:
-        return self.now.astimezone(self.territory.zone)
 
     @property
     def local_today(self) -> date:
