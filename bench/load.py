@@ -96,7 +96,7 @@ def run_step(
             "-key", "caller", "+33948000001", "-trace_rtt", "-rtt_freq", "1",
             "-trace_stat", "-fd", "1", "-stf", f"{prefix}-stat.csv", "-nostdin",
             "-timeout", f"{seconds * 3 + 30:g}s", "-recv_timeout", "10000",
-            "-max_socket", "10000",
+            "-max_socket", "10000", "-timer_resol", "1",
         ],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
     )  # fmt: skip
