@@ -58,8 +58,12 @@ class AriClient:
             timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
         )  # fmt: skip
 
-    async def request(self, method: str, path: str, params: dict[str, str] | None = None) -> Any:
-        async with self.session.request(method, self.url + "/ari" + path, params=params) as reply:
+    async def request(
+        self, method: str, path: str, params: dict[str, str] | None = None, body: Any = None
+    ) -> Any:
+        async with self.session.request(
+            method, self.url + "/ari" + path, params=params, json=body
+        ) as reply:
             body = await reply.text()
             if reply.status >= 300:
                 raise AriError(reply.status, method, path, body)
@@ -86,6 +90,13 @@ class AriClient:
 
     async def hangup(self, channel_id: str, reason_code: int = 21) -> None:
         await self.request("DELETE", f"/channels/{channel_id}", {"reason_code": str(reason_code)})
+
+    async def only_events(self, types: tuple[str, ...]) -> None:
+        """Have Asterisk send this app only these event types (ARI event filter)."""
+        await self.request(
+            "PUT", f"/applications/{self.app}/eventFilter",
+            body={"allowed": [{"type": kind} for kind in types]},
+        )  # fmt: skip
 
     async def claim(self, channel_id: str) -> bool:
         """Claim a channel that StasisBroadcast offers; False when another app was first."""

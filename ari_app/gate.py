@@ -34,6 +34,9 @@ __all__ = ["AriGate", "Backoff"]
 
 log = logging.getLogger("callgate.ari")
 
+# The events the gate acts on.
+EVENTS = ("StasisStart", "CallBroadcast", "ApplicationReplaced")
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -102,6 +105,7 @@ class AriGate:
             self.connected.set()
             metrics.ARI_CONNECTED.set(1)
             try:
+                await self._filter_events()
                 await self._reconcile()
                 why = await self._serve(ws, stop)
             finally:
@@ -135,6 +139,14 @@ class AriGate:
         finally:
             closer.cancel()
         return "stopped" if stop.is_set() else "disconnected"
+
+    async def _filter_events(self) -> None:
+        # Each call would otherwise bring a dozen events the gate ignores (variables set,
+        # dialplan steps, StasisEnd): JSON that Asterisk writes and the gate parses.
+        try:
+            await self.client.only_events(EVENTS)
+        except (AriError, aiohttp.ClientError) as error:
+            log.info("cannot filter the app's events (all are received): %s", error)
 
     async def _reconcile(self) -> None:
         """Decide the channels left in the app while no connection was up."""

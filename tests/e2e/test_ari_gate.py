@@ -36,6 +36,12 @@ def test_a_compliant_call_reaches_the_carrier_with_its_caller_id_untouched(pbx, 
     assert decision[0] == "allow"
     assert json.loads(decision[1]) == []
     assert decision[5]  # the channel id
+    # Asterisk sends the gate only the events it acts on.
+    status, app = ari_request(pbx.asterisk.ari_url, pbx.password, "GET", "/applications/callgate")
+    assert status == 200
+    assert {event["type"] for event in app["events_allowed"]} == {
+        "StasisStart", "CallBroadcast", "ApplicationReplaced",
+    }  # fmt: skip
 
 
 def test_a_mobile_caller_id_is_rewritten_to_the_pool_npv(pbx, site):
