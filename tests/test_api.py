@@ -183,6 +183,23 @@ async def test_scrub_streams_one_result_per_number_in_order(client):
     assert results[-1]["callee"] == "+596696123456"
 
 
+async def test_scrub_reads_a_long_list_sent_in_odd_pieces(client):
+    """Lines cut across reads, CRLF ends, no final newline: every number, in order."""
+    numbers = [f"06{13000000 + i:08d}" for i in range(10_000)]
+    body = "\r\n".join(numbers).encode()
+
+    async def pieces():
+        for start in range(0, len(body), 7_777):
+            yield body[start : start + 7_777]
+
+    reply = await client.post(
+        "/v1/scrub?at=2026-03-02T11:00:00%2B01:00", data=pieces(), headers=AUTH
+    )
+    results = [json.loads(line) for line in (await reply.text()).splitlines()]
+    assert [r["to"] for r in results] == numbers
+    assert {r["verdict"] for r in results} == {"allow"}
+
+
 async def test_scrub_sees_the_store(client):
     await client.post("/v1/optouts", json={"to": "0612000001", "at": "2026-01-01"}, headers=AUTH)
     reply = await client.post(

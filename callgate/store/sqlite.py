@@ -42,7 +42,6 @@ from callgate.store.base import (
     LogQuery,
     OppositionRecord,
     StoreError,
-    finish_even_if_abandoned,
     from_micros,
     instant_of,
     order_key,
@@ -98,9 +97,9 @@ class _Job:
     since: datetime
     judge: Judge
     channel: str | None
-    abandoned: asyncio.Event
     started: float
     done: asyncio.Future[Decision]
+    abandoned: bool = False
 
 
 class SqliteStore:
@@ -109,7 +108,6 @@ class SqliteStore:
         self.path = path
         # aiosqlite runs one connection on one thread; transactions must not interleave.
         self._lock = asyncio.Lock()
-        self._background: set[asyncio.Future[Decision]] = set()
         self._queue: list[_Job] = []
         self._committer: asyncio.Task[None] | None = None
         self.node = socket.gethostname()  # who decided, in the log
@@ -134,8 +132,8 @@ class SqliteStore:
         return store
 
     async def close(self) -> None:
-        if self._background:  # let abandoned transactions roll back first
-            await asyncio.wait(set(self._background), timeout=_BUSY_TIMEOUT_MS / 1000)
+        if self._committer is not None:  # let the queued decisions finish or roll back
+            await asyncio.wait({self._committer}, timeout=_BUSY_TIMEOUT_MS / 1000)
         await self._db.close()
 
     async def migrate(self) -> int:
@@ -205,24 +203,19 @@ class SqliteStore:
     ) -> Decision:
         if not record:
             return judge(await self.facts(company, callee, now, since, live=True))
-        started = time.perf_counter()
-        return await finish_even_if_abandoned(
-            self._background,
-            lambda abandoned: self._decide_and_record(
-                company, callee, now, since, judge, channel, abandoned, started
-            ),
-        )
-
-    async def _decide_and_record(
-        self, company: str, callee: str, now: datetime, since: datetime, judge: Judge,
-        channel: str | None, abandoned: asyncio.Event, started: float,
-    ) -> Decision:  # fmt: skip
-        job = _Job(company, callee, now, since, judge, channel, abandoned, started,
+        job = _Job(company, callee, now, since, judge, channel, time.perf_counter(),
                    asyncio.get_running_loop().create_future())  # fmt: skip
         self._queue.append(job)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_queued())
-        return await job.done
+        try:
+            # The committer, not the caller, runs the transaction: a caller giving up (its
+            # deadline passed) never cuts it between BEGIN and COMMIT. A call abandoned
+            # before its turn is rolled back, not recorded as refused for lateness.
+            return await asyncio.shield(job.done)
+        except asyncio.CancelledError:
+            job.abandoned = True
+            raise
 
     async def _commit_queued(self) -> None:
         """Group commit: the decisions queued while a commit was under way share the next
@@ -238,7 +231,9 @@ class SqliteStore:
             for job, outcome in zip(group, outcomes, strict=True):
                 if job.done.done():
                     continue
-                if isinstance(outcome, BaseException):
+                if job.abandoned:
+                    job.done.cancel()  # nobody waits for it any more
+                elif isinstance(outcome, BaseException):
                     job.done.set_exception(outcome)
                 else:
                     job.done.set_result(outcome)
@@ -264,7 +259,7 @@ class SqliteStore:
             entries: list[tuple[Any, ...]] = []
             for (index, job), known in zip(wave, facts, strict=True):
                 try:
-                    if job.abandoned.is_set():
+                    if job.abandoned:
                         raise Abandoned
                     decision = job.judge(known)
                 except Exception as error:  # this call alone: abandoned, or its judge failed
