@@ -231,7 +231,7 @@ def main() -> None:
     first = 0
     try:
         # Warm up (the gates' first calls load number metadata and holiday tables).
-        warm_up = callees(workdir, 200, 90_000_000)
+        warm_up = callees(workdir, 200, 79_000_000)
         for flavour, (asterisk, gate) in running.items():
             run_step(flavour, 50, 3, asterisk.ports.sip, scenario, warm_up, workdir, asterisk,
                      gate.process.pid if gate else None)  # fmt: skip

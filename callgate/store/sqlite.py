@@ -273,8 +273,10 @@ class SqliteStore:
                                                latency_ms, head)  # fmt: skip
                 entries.append(row)
                 outcomes[index] = decision
-            await self._db.executemany(_INSERT_ATTEMPT, attempts)
-            await self._db.executemany(_INSERT_DECISION, entries)
+            if attempts:
+                await self._db.executemany(_INSERT_ATTEMPT, attempts)
+            if entries:
+                await self._db.executemany(_INSERT_DECISION, entries)
             pending = later
         return [outcomes[index] for index in range(len(group))]
 
@@ -303,10 +305,9 @@ class SqliteStore:
             "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
             "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1",
         ):
-            async with self._db.execute(sql) as cursor:
-                last = await cursor.fetchone()
-            if last is not None:
-                return int(last[0]), str(last[1])
+            rows = list(await self._db.execute_fetchall(sql))
+            if rows:
+                return int(rows[0][0]), str(rows[0][1])
         return 0, GENESIS
 
     def _decision_row(
