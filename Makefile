@@ -31,9 +31,14 @@ test: deps $(BIN)/callgate
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
 bench: deps $(BIN)/callgate
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.core
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.capacity
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.optout_import
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.scrub
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load --plot docs/load.png
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.soak --plot docs/soak.png
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile
 
 # Remove the cached Asterisk root (its /proc is mounted while Asterisk may run in it).
 clean-asterisk:

@@ -22,10 +22,10 @@ async def store(store_url):
 async def test_schema_is_versioned_and_migrations_run_once(store_url):
     path = store_url
     first = await open_store(path)
-    assert await first.migrate() == 1
+    assert await first.migrate() == 2
     await first.close()
     again = await open_store(path)
-    assert await again.migrate() == 1
+    assert await again.migrate() == 2
     await again.close()
 
 
@@ -63,6 +63,25 @@ async def test_facts_are_read_in_one_statement(tmp_path):
     await store._db._execute(store._db._conn.set_trace_callback, None)
     await store.close()
     assert len(statements) == 1
+
+
+async def test_the_facts_read_searches_an_index_in_every_table(tmp_path):
+    """No table scanned, no index built on the fly: a Bloctel list of millions must not
+    cost each call a pass over it."""
+    import sqlite3
+
+    from callgate.store.sqlite import _FACTS_BY_JOB_SQL
+
+    path = tmp_path / "plan.db"
+    await (await open_store(str(path))).close()  # creates and migrates the file
+    with sqlite3.connect(path) as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _FACTS_BY_JOB_SQL,
+                                              {"jobs": "[]"})]  # fmt: skip
+    tables = ("attempts", "refusals", "consents", "contracts", "opposition")
+    for table in tables:
+        assert any(line.startswith(f"SEARCH {table} USING") for line in plan), (table, plan)
+    scans = tuple(f"SCAN {table}" for table in tables)
+    assert not any("AUTOMATIC" in line or line.startswith(scans) for line in plan), plan
 
 
 async def test_removed_opposition_no_longer_counts_and_stays_on_record(store):
