@@ -46,4 +46,7 @@ async def open_store(url: str, *, synchronous: str = "full") -> Store:
         from callgate.store.postgres import PostgresStore
 
         return await PostgresStore.open(url)
-    raise StoreError(f"unsupported store URL {url!r}: use a file path or sqlite:///file.db")
+    raise StoreError(
+        f"unsupported store URL {url!r}: use a file path, sqlite:///file.db"
+        " or postgresql://user@host/db"
+    )
