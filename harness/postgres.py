@@ -68,6 +68,20 @@ class PostgresServer:
             "start",
         )  # fmt: skip
 
+    def standby(self) -> PostgresServer:
+        """A streaming-replication standby of this server, on its own port, started."""
+        other = PostgresServer(fsync=self.fsync)
+        self._run(str(self.bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+                  "-U", "callgate", "-D", str(other.data), "-R", "-X", "stream",
+                  "--checkpoint=fast")  # fmt: skip
+        other.resume()
+        other._databases = self._databases
+        return other
+
+    def promote(self) -> None:
+        """Make this standby the primary (what a failover manager does)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "promote")
+
     def new_database(self) -> str:
         """A fresh, empty database; its URL."""
         self._databases += 1

@@ -85,7 +85,17 @@ class PostgresStore:
         except (OSError, asyncpg.PostgresError) as error:
             raise StoreError(f"cannot reach PostgreSQL: {error}") from error
         store = cls(pool, url)
-        await store.migrate()
+        try:
+            await store.migrate()
+        except asyncpg.ReadOnlySQLTransactionError:
+            await pool.close()
+            raise StoreError(
+                "PostgreSQL is read-only there (a standby?): point the URL at the primary,"
+                " or list both hosts with ?target_session_attrs=read-write"
+            ) from None
+        except asyncpg.PostgresError as error:
+            await pool.close()
+            raise StoreError(f"cannot prepare the PostgreSQL store: {error}") from error
         return store
 
     async def close(self) -> None:
