@@ -180,7 +180,7 @@ def saturated(step: Step) -> bool:
     return step.failed != 0 or step.sustained < 0.95 * step.rate
 
 
-def start_flavour(flavour, root, workdir):
+def start_flavour(flavour, root, workdir, synchronous="full"):
     """A fresh Asterisk for one flavour, and its gate (none for bare)."""
     password = secrets.token_urlsafe(12)
     ports = Ports(sip=free_port(), http=free_port(), carrier=free_port(), agi=free_port())
@@ -199,7 +199,7 @@ def start_flavour(flavour, root, workdir):
         site / "callgate.toml", db=site / "callgate.db", ari_url=asterisk.ari_url,
         password_file=site / "pw", agi_port=ports.agi,
     )  # fmt: skip
-    text = config.read_text().replace('synchronous = "normal"', 'synchronous = "full"')
+    text = config.read_text().replace('synchronous = "normal"', f'synchronous = "{synchronous}"')
     config.write_text(text.replace("[ari]\n", "[ari]\nmax_concurrent = 512\n"))
     gate = GateProcess(
         config, site / "gate.log", ari_url=asterisk.ari_url, ari_password=password,
@@ -218,6 +218,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--flavours", nargs="+", default=["bare", "ari", "agi"])
     parser.add_argument("--json", type=Path, help="write the steps there as JSON")
+    parser.add_argument(
+        "--synchronous", choices=["full", "normal"], default="full",
+        help="the gates' SQLite durability (default full, as shipped)",
+    )  # fmt: skip
     parser.add_argument("--plot", type=Path, help="draw response time against rate (PNG)")
     args = parser.parse_args()
 
@@ -225,7 +229,10 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="callgate-load-"))
     scenario = Path(__file__).resolve().parent / "agent-load.xml"
     # Every flavour runs at each rate in turn, so that the machine's noise falls on all.
-    running = {flavour: start_flavour(flavour, root, workdir) for flavour in args.flavours}
+    running = {
+        flavour: start_flavour(flavour, root, workdir, args.synchronous)
+        for flavour in args.flavours
+    }
     steps: list[Step] = []
     done: set[str] = set()
     first = 0
