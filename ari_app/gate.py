@@ -35,7 +35,7 @@ __all__ = ["AriGate", "Backoff"]
 log = logging.getLogger("callgate.ari")
 
 # The events the gate acts on.
-EVENTS = ("StasisStart", "CallBroadcast", "ApplicationReplaced", "RESTResponse")
+EVENTS = ("StasisStart", "CallBroadcast", "ApplicationReplaced")
 
 
 def utc_now() -> datetime:
@@ -104,16 +104,11 @@ class AriGate:
             log.info("connected to ARI at %s as app %r", self.client.url, self.client.app)
             self.connected.set()
             metrics.ARI_CONNECTED.set(1)
-            reader = asyncio.create_task(self._serve(ws, stop))
             try:
                 await self._filter_events()
-                if await self.client.use_websocket(ws):
-                    log.info("REST requests go over the events WebSocket")
                 await self._reconcile()
-                why = await reader
+                why = await self._serve(ws, stop)
             finally:
-                reader.cancel()
-                self.client.drop_websocket()
                 self.connected.clear()
                 metrics.ARI_CONNECTED.set(0)
                 await ws.close()
@@ -137,8 +132,6 @@ class AriGate:
                 kind = event.get("type")
                 if kind == "StasisStart":
                     self._start(event["channel"])
-                elif kind == "RESTResponse":
-                    self.client.deliver(event)
                 elif kind == "CallBroadcast" and not stop.is_set():
                     self._offer(event["channel"]["id"])
                 elif kind == "ApplicationReplaced":
