@@ -211,7 +211,8 @@ class SqliteStore:
         try:
             # The committer, not the caller, runs the transaction: a caller giving up (its
             # deadline passed) never cuts it between BEGIN and COMMIT. A call abandoned
-            # before its turn is rolled back, not recorded as refused for lateness.
+            # before its turn is skipped: it is not recorded, since it was refused for
+            # lateness. One abandoned after its turn stays recorded (the stricter error).
             return await asyncio.shield(job.done)
         except asyncio.CancelledError:
             job.abandoned = True
