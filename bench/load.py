@@ -93,24 +93,31 @@ def patch_for_load(asterisk: AsteriskInstance, flavour: str) -> None:
     asterisk.rx("dialplan reload")
 
 
-def run_step(
-    flavour, rate, seconds, pbx_port, scenario, numbers, workdir, asterisk, gate_pid
-) -> Step:
+AGENT_SCENARIO = Path(__file__).resolve().parent / "agent-load.xml"
+
+
+def agent_load(pbx_port: int, numbers: Path, rate: int, calls: int, *extra: str) -> list[str]:
+    """sipp as the authenticated agent placing ``calls`` at ``rate`` to the -inf numbers."""
+    return [
+        "sipp", f"127.0.0.1:{pbx_port}", "-sf", str(AGENT_SCENARIO), "-inf", str(numbers),
+        "-i", "127.0.0.1", "-p", str(free_port()), "-r", str(rate), "-m", str(calls),
+        "-l", str(max(rate * 2, 50)), "-au", "1001", "-ap", "demo-1001",
+        "-key", "agent", "1001", "-key", "caller", "+33948000001", "-nostdin",
+        "-recv_timeout", "10000", "-max_socket", "10000", *extra,
+    ]  # fmt: skip
+
+
+def run_step(flavour, rate, seconds, pbx_port, numbers, workdir, asterisk, gate_pid) -> Step:
     calls = int(rate * seconds)
     prefix = workdir / f"{flavour}-{rate}"
     before = (time.perf_counter(), cpu_seconds(asterisk.process.pid), cpu_seconds(gate_pid))
     subprocess.run(
-        [
-            "sipp", f"127.0.0.1:{pbx_port}", "-sf", str(scenario), "-inf", str(numbers),
-            "-i", "127.0.0.1", "-p", str(free_port()), "-r", str(rate), "-m", str(calls),
-            "-l", str(max(rate * 2, 50)),
-            "-au", "1001", "-ap", "demo-1001", "-key", "agent", "1001",
-            "-key", "caller", "+33948000001",
+        agent_load(
+            pbx_port, numbers, rate, calls,
             "-trace_msg", "-message_file", f"{prefix}-messages.log",
-            "-trace_stat", "-fd", "1", "-stf", f"{prefix}-stat.csv", "-nostdin",
-            "-timeout", f"{seconds * 3 + 30:g}s", "-recv_timeout", "10000",
-            "-max_socket", "10000", "-timer_resol", "1",
-        ],
+            "-trace_stat", "-fd", "1", "-stf", f"{prefix}-stat.csv",
+            "-timeout", f"{seconds * 3 + 30:g}s", "-timer_resol", "1",
+        ),
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - before[0]
@@ -227,7 +234,6 @@ def main() -> None:
 
     root = ensure_root()
     workdir = Path(tempfile.mkdtemp(prefix="callgate-load-"))
-    scenario = Path(__file__).resolve().parent / "agent-load.xml"
     # Every flavour runs at each rate in turn, so that the machine's noise falls on all.
     running = {
         flavour: start_flavour(flavour, root, workdir, args.synchronous)
@@ -240,7 +246,7 @@ def main() -> None:
         # Warm up (the gates' first calls load number metadata and holiday tables).
         warm_up = callees(workdir, 200, 79_000_000)
         for flavour, (asterisk, gate) in running.items():
-            run_step(flavour, 50, 3, asterisk.ports.sip, scenario, warm_up, workdir, asterisk,
+            run_step(flavour, 50, 3, asterisk.ports.sip, warm_up, workdir, asterisk,
                      gate.process.pid if gate else None)  # fmt: skip
         for rate in args.rates:
             numbers = callees(workdir, int(rate * args.seconds) + 100, first)
@@ -249,7 +255,7 @@ def main() -> None:
                 if flavour in done:
                     continue
                 step = run_step(
-                    flavour, rate, args.seconds, asterisk.ports.sip, scenario, numbers,
+                    flavour, rate, args.seconds, asterisk.ports.sip, numbers,
                     workdir, asterisk, gate.process.pid if gate else None,
                 )  # fmt: skip
                 steps.append(step)

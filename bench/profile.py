@@ -19,9 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.load import callees, start_flavour
+from bench.load import agent_load, callees, start_flavour
 from harness.asterisk import ensure_root
-from harness.sipp import free_port
 
 
 def frame_name(frame: str) -> str:
@@ -79,16 +78,11 @@ def main() -> None:
     assert gate is not None and gate.process is not None
     try:
         sipp = subprocess.Popen(
-            [
-                "sipp", f"127.0.0.1:{asterisk.ports.sip}",
-                "-sf", str(Path(__file__).resolve().parent / "agent-load.xml"),
-                "-inf", str(numbers), "-i", "127.0.0.1", "-p", str(free_port()),
-                "-r", str(args.rate), "-m", str(calls), "-l", str(args.rate * 2),
-                "-au", "1001", "-ap", "demo-1001", "-key", "agent", "1001",
-                "-key", "caller", "+33948000001", "-nostdin", "-recv_timeout", "10000",
-            ],
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            agent_load(asterisk.ports.sip, numbers, args.rate, calls),
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         subprocess.run(
             [spy, "record", "--pid", str(gate.process.pid), "--duration", str(args.seconds),
              "--rate", "100", "--format", "raw", "--output", str(folded), "--nonblocking",

@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.load import callees, read_failed, start_flavour
+from bench.load import agent_load, callees, read_failed, start_flavour
 from harness.asterisk import ensure_root
-from harness.sipp import free_port
 
 
 def rss_mb(pid: int) -> float:
@@ -48,16 +47,10 @@ def main() -> None:
     samples: list[tuple[float, float]] = [(0.0, rss_mb(pid))]
     try:
         sipp = subprocess.Popen(
-            [
-                "sipp", f"127.0.0.1:{asterisk.ports.sip}",
-                "-sf", str(Path(__file__).resolve().parent / "agent-load.xml"),
-                "-inf", str(numbers), "-i", "127.0.0.1", "-p", str(free_port()),
-                "-r", str(args.rate), "-m", str(calls), "-l", str(args.rate * 2),
-                "-au", "1001", "-ap", "demo-1001", "-key", "agent", "1001",
-                "-key", "caller", "+33948000001", "-nostdin", "-trace_stat", "-fd", "5",
-                "-stf", str(workdir / "soak-stat.csv"), "-recv_timeout", "10000",
-                "-max_socket", "10000",
-            ],
+            agent_load(
+                asterisk.ports.sip, numbers, args.rate, calls,
+                "-trace_stat", "-fd", "5", "-stf", str(workdir / "soak-stat.csv"),
+            ),
             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         started = time.monotonic()

@@ -63,7 +63,7 @@ def _e164(national: str) -> str:
     return "+33" + national[1:]
 
 
-def test_the_first_gate_to_claim_decides_and_both_take_calls(pbx_pool: Pbx, pool):
+def test_the_first_gate_to_claim_decides_each_call_once(pbx_pool: Pbx, pool):
     site, _ = pool
     callees = [f"0620{i:06d}" for i in range(12)]
     finals = [pbx_pool.call(NPV, callee).final for callee in callees]
