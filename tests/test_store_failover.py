@@ -38,6 +38,8 @@ async def _replicated(standby_url: str, count: int) -> None:
         try:
             if await connection.fetchval("SELECT count(*) FROM attempts") >= count:
                 return
+        except asyncpg.UndefinedTableError:
+            pass  # the schema itself is not replayed yet
         finally:
             await connection.close()
         await asyncio.sleep(0.1)
