@@ -43,11 +43,11 @@ def new_decision_id() -> str:
 def resolve_request(request: CallRequest, config: Config) -> CallRequest:
     """Fill in what the configuration defaults: the only company, the default purpose."""
     company = config.company(request.company)
-    return replace(
-        request,
-        company=company.id if company else request.company,
-        purpose=request.purpose or config.rules.default_purpose,
-    )
+    company_id = company.id if company else request.company
+    purpose = request.purpose or config.rules.default_purpose
+    if company_id == request.company and purpose is request.purpose:
+        return request  # already resolved: spare a copy on every call
+    return replace(request, company=company_id, purpose=purpose)
 
 
 async def check_call(
@@ -70,7 +70,7 @@ async def check_call(
     since = now - timedelta(days=get_pack(config.rules.pack).history_days(config.rules))
 
     def judge(facts: Facts) -> Decision:
-        return replace(decide(request, facts, now, config), decision_id=decision_id)
+        return decide(request, facts, now, config, decision_id=decision_id)
 
     try:
         return await store.decide(

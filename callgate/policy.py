@@ -19,8 +19,12 @@ __all__ = ["decide"]
 _MAX_RETRY_STEPS = 64
 
 
-def decide(request: CallRequest, facts: Facts, now: datetime, config: Config) -> Decision:
-    """Judge one call at ``now`` (timezone-aware) on the facts known for its callee."""
+def decide(
+    request: CallRequest, facts: Facts, now: datetime, config: Config,
+    *, decision_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """Judge one call at ``now`` (timezone-aware) on the facts known for its callee; the
+    Decision carries ``decision_id`` as given (the shell draws it)."""
     if now.tzinfo is None:
         raise ValueError("decide() needs a timezone-aware instant")
     pack = get_pack(config.rules.pack)
@@ -42,6 +46,7 @@ def decide(request: CallRequest, facts: Facts, now: datetime, config: Config) ->
         decided_at=now,
         callee_in=request.callee,
         dept=request.dept,
+        decision_id=decision_id,
     )
 
 

@@ -99,7 +99,12 @@ class _Job:
     channel: str | None
     started: float
     done: asyncio.Future[Decision]
-    abandoned: bool = False
+
+    @property
+    def abandoned(self) -> bool:
+        """The caller gave up waiting (its deadline passed): awaiting ``done`` directly,
+        its cancellation cancelled the future."""
+        return self.done.cancelled()
 
 
 class SqliteStore:
@@ -208,15 +213,11 @@ class SqliteStore:
         self._queue.append(job)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_queued())
-        try:
-            # The committer, not the caller, runs the transaction: a caller giving up (its
-            # deadline passed) never cuts it between BEGIN and COMMIT. A call abandoned
-            # before its turn is skipped: it is not recorded, since it was refused for
-            # lateness. One abandoned after its turn stays recorded (the stricter error).
-            return await asyncio.shield(job.done)
-        except asyncio.CancelledError:
-            job.abandoned = True
-            raise
+        # The committer, not the caller, runs the transaction: a caller giving up (its
+        # deadline passed) never cuts it between BEGIN and COMMIT. A call abandoned before
+        # its turn is skipped: it is not recorded, since it was refused for lateness. One
+        # abandoned after its turn stays recorded (the stricter error).
+        return await job.done
 
     async def _commit_queued(self) -> None:
         """Group commit: the decisions queued while a commit was under way share the next
@@ -230,11 +231,9 @@ class SqliteStore:
             except Exception as error:  # the commit failed: none of the group is recorded
                 outcomes = [error] * len(group)
             for job, outcome in zip(group, outcomes, strict=True):
-                if job.done.done():
+                if job.done.done():  # abandoned: nobody waits for it any more
                     continue
-                if job.abandoned:
-                    job.done.cancel()  # nobody waits for it any more
-                elif isinstance(outcome, BaseException):
+                if isinstance(outcome, BaseException):
                     job.done.set_exception(outcome)
                 else:
                     job.done.set_result(outcome)
