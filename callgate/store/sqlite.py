@@ -178,9 +178,17 @@ class SqliteStore:
         return facts
 
     async def _facts_of(self, questions: list[Question]) -> list[Facts]:
+        # A list's questions share their instants, a group's mostly: convert each once.
+        micros: dict[datetime, int] = {}
+
+        def stamp(instant: datetime) -> int:
+            if (found := micros.get(instant)) is None:
+                found = micros[instant] = to_micros(instant)
+            return found
+
         jobs = [
-            (company, callee, to_micros(now), to_micros(since),
-             to_micros(now + LIVE_CLOCK_SKEW if live else now))
+            (company, callee, stamp(now), stamp(since),
+             stamp(now + LIVE_CLOCK_SKEW if live else now))
             for company, callee, now, since, live in questions
         ]  # fmt: skip
         rows = await self._db.execute_fetchall(_FACTS_BY_JOB_SQL, {"jobs": json.dumps(jobs)})
