@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import platform
 import random
@@ -32,6 +33,7 @@ from callgate.store import open_store
 from callgate.store.base import to_micros
 
 NOW = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+DEFAULT_WORKDIR = "/var/tmp/callgate-bench"
 CONFIG = parse_config(
     {"companies": [{"id": "acme", "numbers": ["+33948000001", "+33947700001", "+33140000000"]}]}
 )
@@ -109,11 +111,23 @@ async def bench_store(
             await check_call(store, CONFIG, request, NOW, record=record)
             done += 1
 
+    main0, process0 = time.thread_time(), time.process_time()
     try:
         await asyncio.gather(*(decider() for _ in range(concurrency)))
     finally:
         await store.close()
-    return done / (time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    main = time.thread_time() - main0
+    CPU_SPLIT[(record, synchronous, concurrency)].append(
+        (main / done, (time.process_time() - process0 - main) / done)
+    )
+    return done / seconds
+
+
+# CPU per decision of the event loop's thread and of the others (SQLite's), per measure.
+CPU_SPLIT: collections.defaultdict[tuple[bool, str, int], list[tuple[float, float]]] = (
+    collections.defaultdict(list)
+)
 
 
 def main() -> None:
@@ -123,7 +137,7 @@ def main() -> None:
     parser.add_argument("--callees", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="per measure and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workdir", default="/var/tmp/callgate-bench")
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
     parser.add_argument("--concurrency", type=int, default=64, help="deciders, gate-like row")
     args = parser.parse_args()
 
@@ -166,6 +180,14 @@ def main() -> None:
     print(f"| decide() alone | {decide_rate:,.0f} |")
     for name, rates in rounds.items():
         print(f"| {name} | {statistics.median(rates):,.0f} |")
+    print("\nCPU per decision, median over the rounds: the event loop's thread (Python: the")
+    print("deciders, decide, the log entry) and the others (SQLite's thread: statements, commit)")
+    print("\n| measure | event loop µs | SQLite thread µs |\n|---|---|---|")
+    for name, record, synchronous, concurrency in measures:
+        split = CPU_SPLIT[(record, synchronous, concurrency)]
+        main = statistics.median(m for m, _ in split) * 1e6
+        other = statistics.median(o for _, o in split) * 1e6
+        print(f"| {name} | {main:.0f} | {other:.0f} |")
 
 
 if __name__ == "__main__":

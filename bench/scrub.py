@@ -4,9 +4,10 @@
     python -m bench.scrub --numbers 100000
 
 Starts the real `callgate api` on a fresh SQLite store holding 100,000 opposition entries
-and 100,000 consents, streams the list up (one number per line, generated on the fly),
+and 900,000 consents, streams the list up (one number per line, generated on the fly),
 reads the verdicts as they stream back, and reports numbers per second and the API
-process's peak resident memory (VmHWM), which must not grow with the list.
+process's peak resident memory (VmHWM), which must not grow with the list. Then the core
+alone: the same list through the API's ``scrub`` in this process, on the same store.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 
+from callgate.config import load_config
+from callgate.scrub import scrub
+from callgate.store import open_store
 from harness.sipp import free_port
 
 TOKEN = "bench-token-0123456789abcdef"
+AT = datetime.fromisoformat("2026-11-23T11:00:00+01:00")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "callgate.toml"
 
 
@@ -53,7 +60,7 @@ async def run(url: str, count: int) -> tuple[int, dict[str, int], float]:
     started = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
     async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-        f"{url}/v1/scrub?at=2026-11-23T11:00:00%2B01:00", data=body(count),
+        f"{url}/v1/scrub?at={quote(AT.isoformat())}", data=body(count),
         headers={"Authorization": f"Bearer {TOKEN}"},
     ) as reply:  # fmt: skip
         reply.raise_for_status()
@@ -82,15 +89,7 @@ def main() -> None:
     if callgate is None:
         raise SystemExit("callgate is not on PATH: pip install -e . first")
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "scrub.db"
-        env = {**os.environ, "CALLGATE_CONFIG": str(EXAMPLE), "CALLGATE_DB": str(db),
-               "CALLGATE_API_TOKEN": TOKEN}  # fmt: skip
-        listed = Path(tmp) / "optouts.txt"
-        listed.write_text("".join(number(i) + "\n" for i in range(0, 1_000_000, 10)))
-        subprocess.run([callgate, "optout", "import", str(listed), "--at", "2026-01-01"],
-                       env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        seed_consents(db)
+        db, env = prepare(Path(tmp), callgate)
         port = free_port()
         api = subprocess.Popen([callgate, "api", "--bind", f"127.0.0.1:{port}"], env=env,
                                stderr=subprocess.DEVNULL)  # fmt: skip
@@ -101,15 +100,55 @@ def main() -> None:
         finally:
             api.terminate()
             api.wait()
+        core_lines, core_seconds = asyncio.run(scrub_in_process(db, args.numbers))
     python = platform.python_version()
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
-    print("| numbers | verdicts | allowed | rejected | seconds | numbers/s | API peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    print("| path | numbers | verdicts | allowed | rejected | seconds | numbers/s | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
+    allowed = verdicts.get('"allow"', 0)
+    rejected = verdicts.get('"reject"', 0)
     print(
-        f"| {args.numbers:,} | {lines:,} | {verdicts.get(chr(34) + 'allow' + chr(34), 0):,} | "
-        f"{verdicts.get(chr(34) + 'reject' + chr(34), 0):,} | {seconds:.1f} | "
-        f"{lines / seconds:,.0f} | {peak:.0f} MB |"
+        f"| `POST /v1/scrub` | {args.numbers:,} | {lines:,} | {allowed:,} | {rejected:,} | "
+        f"{seconds:.1f} | {lines / seconds:,.0f} | {peak:.0f} MB (API) |"
     )
+    print(
+        f"| `scrub()` in process | {args.numbers:,} | {core_lines:,} | | | {core_seconds:.1f} "
+        f"| {core_lines / core_seconds:,.0f} | |"
+    )
+
+
+def prepare(tmp: Path, callgate: str) -> tuple[Path, dict[str, str]]:
+    """A fresh store: one number in ten on the opposition list, consents for nine in ten."""
+    db = tmp / "scrub.db"
+    env = {**os.environ, "CALLGATE_CONFIG": str(EXAMPLE), "CALLGATE_DB": str(db),
+           "CALLGATE_API_TOKEN": TOKEN}  # fmt: skip
+    listed = tmp / "optouts.txt"
+    listed.write_text("".join(number(i) + "\n" for i in range(0, 1_000_000, 10)))
+    subprocess.run([callgate, "optout", "import", str(listed), "--at", "2026-01-01"],
+                   env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    seed_consents(db)
+    return db, env
+
+
+async def scrub_in_process(db: Path, count: int) -> tuple[int, float]:
+    """The core alone: the API's ``scrub`` on the same store, without HTTP or JSON."""
+    config = load_config(EXAMPLE)
+    store = await open_store(str(db))
+
+    async def numbers() -> AsyncIterator[str]:
+        for i in range(count):
+            yield number(i)
+
+    caller = next(iter(config.companies.values())).numbers[0]
+    started, lines = time.perf_counter(), 0
+    try:
+        async for _ in scrub(store, config, numbers(), caller=caller, company=None,
+                             purpose=None, now=AT):  # fmt: skip
+            lines += 1
+    finally:
+        await store.close()
+    return lines, time.perf_counter() - started
 
 
 def seed_consents(db: Path) -> None:
