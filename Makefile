@@ -39,6 +39,8 @@ bench: deps $(BIN)/callgate
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load --plot docs/load.png
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.soak --plot docs/soak.png
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile --what store
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile --what scrub
 
 # Remove the cached Asterisk root (its /proc is mounted while Asterisk may run in it).
 clean-asterisk:
