@@ -25,6 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from callgate.collector import tune_collector
 from callgate.config import parse_config
 from callgate.gate import check_call
 from callgate.model import Attempt, CallRequest, Consent, ConsentScope, Facts, Purpose
@@ -150,6 +151,7 @@ def main() -> None:
         fill(path, args.attempts, args.consents, args.callees)
         print(f"filled in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
+    tune_collector()  # as the services run (`callgate run`, `agi`, `api`)
     # Warm the page cache, then alternate the store measures in rounds so that the
     # machine's noise falls on all of them alike; report each one's median.
     asyncio.run(bench_store(path, args.callees, args.seconds / 2, record=False))

@@ -29,6 +29,7 @@ from pathlib import Path
 import bench.core
 import bench.scrub
 from bench.load import agent_load, callees, start_flavour
+from callgate.collector import tune_collector
 from harness.asterisk import ensure_root
 
 
@@ -80,7 +81,9 @@ def main() -> None:
     parser.add_argument("--workload", choices=("store", "scrub"), help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.workload == "store":  # the process py-spy samples
+    if args.workload:  # the process py-spy samples, run as the services run
+        tune_collector()
+    if args.workload == "store":
         asyncio.run(profile_store(args.seconds))
         return
     if args.workload == "scrub":

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from callgate.collector import tune_collector
 from callgate.config import load_config
 from callgate.scrub import scrub
 from callgate.store import open_store
@@ -135,6 +136,7 @@ async def scrub_in_process(db: Path, count: int) -> tuple[int, float]:
     """The core alone: the API's ``scrub`` on the same store, without HTTP or JSON."""
     config = load_config(EXAMPLE)
     store = await open_store(str(db))
+    tune_collector()  # as `callgate api` runs
 
     async def numbers() -> AsyncIterator[str]:
         for i in range(count):

@@ -32,6 +32,7 @@ from callgate.cli_format import (
     render_decision,
 )
 from callgate.cli_log import add_log_parser
+from callgate.collector import tune_collector
 from callgate.config import Config, ConfigError, find_config_file, load_config
 from callgate.gate import check_call, gate_error
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
@@ -209,6 +210,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     store = await open_store(store_url(args, config), synchronous=config.synchronous)
     if config.log.node:
         store.node = config.log.node
+    tune_collector()
     try:
         handler: Callable[[argparse.Namespace, Config, Store], Awaitable[int]] = args.handler
         return await handler(args, config, store)
