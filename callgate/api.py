@@ -28,6 +28,7 @@ from callgate.gate import check_call
 from callgate.health import health_body, metrics_text, store_state
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
 from callgate.scrub import scrub
+from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store, StoreError
 from callgate.store.base import LogQuery
 
@@ -38,6 +39,7 @@ log = logging.getLogger("callgate.api")
 STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
+SCRUB_WORKERS: web.AppKey[ScrubWorkers | None] = web.AppKey("scrub_workers")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OPEN_PATHS = frozenset({"/healthz"})
@@ -49,9 +51,12 @@ class Unprocessable(Exception):
         self.field, self.message = field, message
 
 
-def make_app(store: Store, config: Config, token: str) -> web.Application:
+def make_app(
+    store: Store, config: Config, token: str, scrub_workers: ScrubWorkers | None = None
+) -> web.Application:
     app = web.Application(middlewares=[_errors, _bearer], client_max_size=1024**2)
     app[STORE], app[CONFIG], app[TOKEN] = store, config, token
+    app[SCRUB_WORKERS] = scrub_workers
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/openapi.yaml", openapi)
@@ -220,7 +225,7 @@ async def scrub_list(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     results = scrub(
         request.app[STORE], config, _numbers(request), caller=caller, company=company,
-        purpose=purpose, now=now,
+        purpose=purpose, now=now, workers=request.app[SCRUB_WORKERS],
     )  # fmt: skip
     chunk: list[str] = []
     async for result in results:

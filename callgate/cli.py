@@ -33,10 +33,17 @@ from callgate.cli_format import (
 )
 from callgate.cli_log import add_log_parser
 from callgate.collector import tune_collector
-from callgate.config import Config, ConfigError, find_config_file, load_config
+from callgate.config import (
+    MAX_SCRUB_WORKERS,
+    Config,
+    ConfigError,
+    find_config_file,
+    load_config,
+)
 from callgate.gate import check_call, gate_error
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
 from callgate.optout_file import ImportStats, read_numbers
+from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store, StoreError, open_store
 from callgate.store.base import Batch
 from callgate.timeparse import parse_instant
@@ -73,6 +80,12 @@ def _fail(message: str) -> int:
 
 
 # ---------------------------------------------------------------- arguments
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SCRUB_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SCRUB_WORKERS}, not {text!r}")
+    return int(text)
 
 
 def _instant(text: str) -> datetime:
@@ -165,6 +178,10 @@ def _parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="the HTTP API, /healthz and /metrics")
     api.add_argument("--bind", help="HOST:PORT (default: [api] bind, 127.0.0.1:8090)")
     api.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    api.add_argument(
+        "--scrub-workers", type=_workers, metavar="N",
+        help="processes judging call lists (default: [api] scrub_workers, 1 = this process)",
+    )  # fmt: skip
     api.set_defaults(handler=_api)
 
     for service in (run, agi):
@@ -484,18 +501,38 @@ async def _api(args: argparse.Namespace, config: Config, store: Store) -> int:
     _service_logging(args.log_level)
     host, port = _host_port(args.bind or config.api.bind, "--bind")
     token = config.api.token()
-    runner = web.AppRunner(make_app(store, config, token), access_log=None)
+    workers = await _scrub_workers(args, config)
+    runner = web.AppRunner(make_app(store, config, token, workers), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as error:
         await runner.cleanup()
+        if workers is not None:
+            workers.close()
         raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     logging.getLogger("callgate").info("callgate api listening on http://%s:%d", host, port)
     stop = _stop_on_signals()
     await stop.wait()
     await runner.cleanup()
+    if workers is not None:
+        workers.close()
     return EXIT_OK
+
+
+async def _scrub_workers(args: argparse.Namespace, config: Config) -> ScrubWorkers | None:
+    count = args.scrub_workers or config.api.scrub_workers
+    if count == 1:
+        return None
+    url = store_url(args, config)
+    if url == ":memory:":
+        raise UsageError("scrub workers need a store file or server: :memory: lives in one process")
+    path = find_config_file(args.config)
+    assert path is not None, "the configuration was loaded from a file"
+    workers = ScrubWorkers(path, url, count)
+    await workers.start()
+    logging.getLogger("callgate").info("callgate api: %d scrub workers", count)
+    return workers
 
 
 def _host_port(text: str, option: str) -> tuple[str, int]:

@@ -93,6 +93,7 @@ class AgiSettings:
 class ApiSettings:
     bind: str = "127.0.0.1:8090"
     token_file: str | None = None  # or $CALLGATE_API_TOKEN; never inline
+    scrub_workers: int = 1  # processes judging a call list; 1: in the API's own process
 
     def token(self) -> str:
         """The API's bearer token, from $CALLGATE_API_TOKEN or ``token_file``."""
@@ -143,6 +144,7 @@ class Config:
 
 
 # Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
+MAX_SCRUB_WORKERS = 64
 _KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", "log", "api"}
 
 
@@ -247,10 +249,14 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
 
 
 def _api(table: Mapping[str, Any]) -> ApiSettings:
-    _no_unknown_keys(table, {"bind", "token_file"}, "api.")
+    _no_unknown_keys(table, {"bind", "token_file", "scrub_workers"}, "api.")
     bind = _get(table, "bind", str, "api.", ApiSettings().bind)
     _host_port(bind, "api.bind")
-    return ApiSettings(bind=bind, token_file=_get(table, "token_file", str, "api.", None))
+    workers = _get(table, "scrub_workers", int, "api.", ApiSettings().scrub_workers)
+    if not 1 <= workers <= MAX_SCRUB_WORKERS:
+        raise ConfigError(f"api.scrub_workers: must be 1 to {MAX_SCRUB_WORKERS}, not {workers}")
+    token_file = _get(table, "token_file", str, "api.", None)
+    return ApiSettings(bind=bind, token_file=token_file, scrub_workers=workers)
 
 
 def _host_port(text: str, key: str) -> tuple[str, int]:

@@ -6,6 +6,8 @@ nothing is recorded (a scrub is not a call). Memory stays flat whatever the list
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,9 +18,10 @@ from callgate.model import CallRequest, Facts, Purpose
 from callgate.numbering import parse_number
 from callgate.policy import decide
 from callgate.rules import get_pack
+from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store
 
-__all__ = ["scrub"]
+__all__ = ["judge_batch", "scrub"]
 
 BATCH = 500
 
@@ -32,23 +35,46 @@ async def scrub(
     company: str | None,
     purpose: Purpose | None,
     now: datetime,
+    workers: ScrubWorkers | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """One result per number, in the list's order."""
+    """One result per number, in the list's order; with ``workers``, batches are judged
+    in their processes, a few ahead of the one being answered."""
     template = resolve_request(CallRequest(caller, "", company, purpose), config)
     since = now - timedelta(days=get_pack(config.rules.pack).history_days(config.rules))
+
+    def judge(batch: list[str]) -> asyncio.Future[list[dict[str, Any]]]:
+        if workers is None:
+            return asyncio.ensure_future(judge_batch(store, config, template, batch, now, since))
+        return asyncio.ensure_future(workers.judge(template, batch, now, since))
+
+    ahead = 1 if workers is None else 2 * workers.count
+    pending: deque[asyncio.Future[list[dict[str, Any]]]] = deque()
+    try:
+        async for batch in _batches(numbers):
+            pending.append(judge(batch))
+            if len(pending) >= ahead:
+                for result in await pending.popleft():
+                    yield result
+        while pending:
+            for result in await pending.popleft():
+                yield result
+    finally:
+        for waiting in pending:  # the reader went away: judge nothing more for it
+            waiting.cancel()
+
+
+async def _batches(numbers: AsyncIterable[str]) -> AsyncIterator[list[str]]:
     batch: list[str] = []
     async for raw in numbers:
         batch.append(raw)
         if len(batch) >= BATCH:
-            for result in await _judge_batch(store, config, template, batch, now, since):
-                yield result
+            yield batch
             batch = []
     if batch:
-        for result in await _judge_batch(store, config, template, batch, now, since):
-            yield result
+        yield batch
 
 
-async def _judge_batch(
+async def judge_batch(
     store: Store, config: Config, template: CallRequest, batch: list[str], now: datetime,
     since: datetime,
 ) -> list[dict[str, Any]]:  # fmt: skip
