@@ -6,8 +6,9 @@
 Starts the real `callgate api` on a fresh SQLite store holding 100,000 opposition entries
 and 900,000 consents, streams the list up (one number per line, generated on the fly),
 reads the verdicts as they stream back, and reports numbers per second and the API
-process's peak resident memory (VmHWM), which must not grow with the list. Then the core
-alone: the same list through the API's ``scrub`` in this process, on the same store.
+process's peak resident memory (VmHWM), which must not grow with the list; without scrub
+workers, then with --workers of them. Then the core alone: the same list through the
+API's ``scrub`` in this process, on the same store, without and with workers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import aiohttp
 from callgate.collector import tune_collector
 from callgate.config import load_config
 from callgate.scrub import scrub
+from callgate.scrub_workers import ScrubWorkers
 from callgate.store import open_store
 from harness.sipp import free_port
 
@@ -85,37 +87,53 @@ async def run(url: str, count: int) -> tuple[int, dict[str, int], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--numbers", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2, help="scrub workers, second rows")
     args = parser.parse_args()
     callgate = shutil.which("callgate")
     if callgate is None:
         raise SystemExit("callgate is not on PATH: pip install -e . first")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         db, env = prepare(Path(tmp), callgate)
-        port = free_port()
-        api = subprocess.Popen([callgate, "api", "--bind", f"127.0.0.1:{port}"], env=env,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            time.sleep(2)
-            lines, verdicts, seconds = asyncio.run(run(f"http://127.0.0.1:{port}", args.numbers))
-            peak = peak_rss_mb(api.pid)
-        finally:
-            api.terminate()
-            api.wait()
-        core_lines, core_seconds = asyncio.run(scrub_in_process(db, args.numbers))
+        for workers in (1, args.workers):
+            rows.append(through_api(callgate, env, args.numbers, workers))
+        for workers in (1, args.workers):
+            lines, seconds = asyncio.run(scrub_in_process(db, args.numbers, workers))
+            rows.append((f"`scrub()` in process, {_workers(workers)}", lines, {}, seconds, ""))
     python = platform.python_version()
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
     print("| path | numbers | verdicts | allowed | rejected | seconds | numbers/s | peak RSS |")
     print("|---|---|---|---|---|---|---|---|")
-    allowed = verdicts.get('"allow"', 0)
-    rejected = verdicts.get('"reject"', 0)
-    print(
-        f"| `POST /v1/scrub` | {args.numbers:,} | {lines:,} | {allowed:,} | {rejected:,} | "
-        f"{seconds:.1f} | {lines / seconds:,.0f} | {peak:.0f} MB (API) |"
-    )
-    print(
-        f"| `scrub()` in process | {args.numbers:,} | {core_lines:,} | | | {core_seconds:.1f} "
-        f"| {core_lines / core_seconds:,.0f} | |"
-    )
+    for path, lines, verdicts, seconds, peak in rows:
+        allowed = f"{verdicts['allow']:,}" if verdicts else ""
+        rejected = f"{verdicts['reject']:,}" if verdicts else ""
+        print(
+            f"| {path} | {args.numbers:,} | {lines:,} | {allowed} | {rejected} | "
+            f"{seconds:.1f} | {lines / seconds:,.0f} | {peak} |"
+        )
+
+
+def _workers(count: int) -> str:
+    return "no workers" if count == 1 else f"{count} scrub workers"
+
+
+def through_api(
+    callgate: str, env: dict[str, str], count: int, workers: int
+) -> tuple[str, int, dict[str, int], float, str]:
+    port = free_port()
+    api = subprocess.Popen(
+        [callgate, "api", "--bind", f"127.0.0.1:{port}", "--scrub-workers", str(workers)],
+        env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(2 + workers)
+        lines, verdicts, seconds = asyncio.run(run(f"http://127.0.0.1:{port}", count))
+        peak = peak_rss_mb(api.pid)
+    finally:
+        api.terminate()
+        api.wait()
+    counts = {name: verdicts.get(f'"{name}"', 0) for name in ("allow", "reject")}
+    return f"`POST /v1/scrub`, {_workers(workers)}", lines, counts, seconds, f"{peak:.0f} MB (API)"
 
 
 def prepare(tmp: Path, callgate: str) -> tuple[Path, dict[str, str]]:
@@ -132,11 +150,14 @@ def prepare(tmp: Path, callgate: str) -> tuple[Path, dict[str, str]]:
     return db, env
 
 
-async def scrub_in_process(db: Path, count: int) -> tuple[int, float]:
+async def scrub_in_process(db: Path, count: int, workers: int = 1) -> tuple[int, float]:
     """The core alone: the API's ``scrub`` on the same store, without HTTP or JSON."""
     config = load_config(EXAMPLE)
     store = await open_store(str(db))
     tune_collector()  # as `callgate api` runs
+    pool = ScrubWorkers(EXAMPLE, str(db), workers) if workers > 1 else None
+    if pool is not None:
+        await pool.start()
 
     async def numbers() -> AsyncIterator[str]:
         for i in range(count):
@@ -146,9 +167,11 @@ async def scrub_in_process(db: Path, count: int) -> tuple[int, float]:
     started, lines = time.perf_counter(), 0
     try:
         async for _ in scrub(store, config, numbers(), caller=caller, company=None,
-                             purpose=None, now=AT):  # fmt: skip
+                             purpose=None, now=AT, workers=pool):  # fmt: skip
             lines += 1
     finally:
+        if pool is not None:
+            pool.close()
         await store.close()
     return lines, time.perf_counter() - started
 
