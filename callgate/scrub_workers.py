@@ -17,6 +17,8 @@ import multiprocessing
 import multiprocessing.util
 import os
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -102,10 +104,18 @@ def _start_worker(config_path: Path, store_url: str) -> None:
         print(f"callgate: error: scrub worker: {error}", file=sys.stderr, flush=True)
         os._exit(2)
     _worker = (loop, store, config)
+    # A worker must not outlive an API killed outright (nothing would ever stop it).
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     # The store's thread would keep the worker alive at exit; close it before threads
     # are joined.
     multiprocessing.util.Finalize(None, _stop_worker, exitpriority=10)
     tune_collector()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
 
 
 def _ready() -> bool:

@@ -173,6 +173,26 @@ def test_the_real_api_scrubs_with_workers_and_leaves_none_behind(tmp_path):
     assert [pid for pid in children if _alive(pid)] == []
 
 
+def test_workers_do_not_outlive_an_api_killed_outright(tmp_path):
+    env = {**os.environ, "CALLGATE_CONFIG": str(EXAMPLE), "CALLGATE_DB": str(tmp_path / "k.db"),
+           "CALLGATE_API_TOKEN": "workers-token-0123456789"}  # fmt: skip
+    port = free_port()
+    api = subprocess.Popen(
+        [CALLGATE, "api", "--bind", f"127.0.0.1:{port}", "--scrub-workers", "2"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while len(children := _children(api.pid)) < 3:
+        assert api.poll() is None and time.monotonic() < deadline, "no workers started"
+        time.sleep(0.2)
+    api.kill()
+    api.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in children if _alive(pid)] == []
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
