@@ -52,7 +52,7 @@ class ScrubWorkers:
                 self.count,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(self._config_path, self._store_url),
+                initargs=(self._config_path, self._store_url, os.getpid()),
             )
         return self._pool
 
@@ -93,7 +93,7 @@ class ScrubWorkers:
 _worker: tuple[asyncio.AbstractEventLoop, Store, Config] | None = None
 
 
-def _start_worker(config_path: Path, store_url: str) -> None:
+def _start_worker(config_path: Path, store_url: str, api: int) -> None:
     global _worker
     loop = asyncio.new_event_loop()
     try:
@@ -104,8 +104,9 @@ def _start_worker(config_path: Path, store_url: str) -> None:
         print(f"callgate: error: scrub worker: {error}", file=sys.stderr, flush=True)
         os._exit(2)
     _worker = (loop, store, config)
-    # A worker must not outlive an API killed outright (nothing would ever stop it).
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    # A worker must not outlive an API killed outright (nothing would ever stop it), even
+    # one killed while this worker was still starting.
+    threading.Thread(target=_exit_with, args=(api,), daemon=True).start()
     # The store's thread would keep the worker alive at exit; close it before threads
     # are joined.
     multiprocessing.util.Finalize(None, _stop_worker, exitpriority=10)
