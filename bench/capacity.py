@@ -22,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.core import CONFIG, NOW, callee, fill
+from bench.core import CONFIG, NOW, callee, fill, kept_as_filled
 from callgate.gate import check_call
 from callgate.model import CallRequest
 from callgate.store import open_store
@@ -83,12 +83,13 @@ def main() -> None:
         copied = copy_to_postgres(sqlite, pg_url)
         print(f"PostgreSQL filled by `callgate db copy` in {copied:.0f} s", flush=True)
         results: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
-        for _ in range(args.rounds):
-            for name, url in (("sqlite", str(sqlite)), ("postgresql", pg_url)):
-                results[name].append(
-                    asyncio.run(rate(url, args.callees, args.seconds, args.concurrency))
-                )
-                print(f"  {name}: {results[name][-1]:,.0f}/s", flush=True)
+        with kept_as_filled(sqlite):
+            for _ in range(args.rounds):
+                for name, url in (("sqlite", str(sqlite)), ("postgresql", pg_url)):
+                    results[name].append(
+                        asyncio.run(rate(url, args.callees, args.seconds, args.concurrency))
+                    )
+                    print(f"  {name}: {results[name][-1]:,.0f}/s", flush=True)
     finally:
         postgres.stop()
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; {args.attempts:,} attempts, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import platform
 import random
@@ -22,6 +23,7 @@ import sqlite3
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -72,6 +74,28 @@ def fill(path: Path, attempts: int, consents: int, callees: int) -> None:
     db.commit()
     db.execute("ANALYZE")
     db.close()
+
+
+def warm_os_cache(path: Path) -> None:
+    """Read the file once, so that a run does not depend on what the one before it read."""
+    with path.open("rb") as file:
+        while file.read(1 << 20):
+            pass
+
+
+@contextlib.contextmanager
+def kept_as_filled(path: Path) -> Iterator[None]:
+    """Remove what the measures record: the next run measures the same store, not one
+    grown by every run before it."""
+    with sqlite3.connect(path) as db:
+        (attempt,) = db.execute("SELECT coalesce(max(rowid), 0) FROM attempts").fetchone()
+        (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchone()
+    try:
+        yield
+    finally:
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM attempts WHERE rowid > ?", (attempt,))
+            db.execute("DELETE FROM decisions WHERE seq > ?", (seq,))
 
 
 async def _migrate(path: Path) -> None:
@@ -152,25 +176,27 @@ def main() -> None:
         print(f"filled in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     tune_collector()  # as the services run (`callgate run`, `agi`, `api`)
-    # Warm the page cache, then alternate the store measures in rounds so that the
-    # machine's noise falls on all of them alike; report each one's median.
-    asyncio.run(bench_store(path, args.callees, args.seconds / 2, record=False))
-    measures = (
-        ("check_call, dry run (facts read + decide)", False, "full", 1),
-        ("check_call --record, synchronous=full, one at a time", True, "full", 1),
-        ("check_call --record, synchronous=normal, one at a time", True, "normal", 1),
-        (f"check_call --record, synchronous=full, {args.concurrency} concurrent",
-         True, "full", args.concurrency),
-    )  # fmt: skip
-    rounds: dict[str, list[float]] = {name: [] for name, *_ in measures}
-    decide_rates = []
-    for _ in range(args.rounds):
-        decide_rates.append(bench_decide(args.seconds))
-        for name, record, synchronous, concurrency in measures:
-            rate = asyncio.run(bench_store(
-                path, args.callees, args.seconds, record, synchronous, concurrency
-            ))  # fmt: skip
-            rounds[name].append(rate)
+    warm_os_cache(path)
+    with kept_as_filled(path):
+        # Warm the page cache, then alternate the store measures in rounds so that the
+        # machine's noise falls on all of them alike; report each one's median.
+        asyncio.run(bench_store(path, args.callees, args.seconds / 2, record=False))
+        measures = (
+            ("check_call, dry run (facts read + decide)", False, "full", 1),
+            ("check_call --record, synchronous=full, one at a time", True, "full", 1),
+            ("check_call --record, synchronous=normal, one at a time", True, "normal", 1),
+            (f"check_call --record, synchronous=full, {args.concurrency} concurrent",
+             True, "full", args.concurrency),
+        )  # fmt: skip
+        rounds: dict[str, list[float]] = {name: [] for name, *_ in measures}
+        decide_rates = []
+        for _ in range(args.rounds):
+            decide_rates.append(bench_decide(args.seconds))
+            for name, record, synchronous, concurrency in measures:
+                rate = asyncio.run(bench_store(
+                    path, args.callees, args.seconds, record, synchronous, concurrency
+                ))  # fmt: skip
+                rounds[name].append(rate)
     decide_rate = statistics.median(decide_rates)
     size_mb = path.stat().st_size / 1e6
     python = platform.python_version()

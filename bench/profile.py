@@ -140,7 +140,8 @@ async def profile_store(seconds: float) -> None:
     path = Path(bench.core.DEFAULT_WORKDIR) / "core-10000000-1000000.db"
     if not path.exists():
         sys.exit(f"{path} is missing: run python -m bench.core once to fill it")
-    await bench.core.bench_store(path, 1_000_000, seconds, record=True, concurrency=64)
+    with bench.core.kept_as_filled(path):
+        await bench.core.bench_store(path, 1_000_000, seconds, record=True, concurrency=64)
 
 
 def callgate_command() -> str:
