@@ -50,7 +50,7 @@ class RuleOutcome:
     reasons: tuple[Reason, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built once per call and read by decide only: see Context
 class FrenchEvaluation:
     caller_out: str | None
     callee: str | None
