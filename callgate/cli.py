@@ -34,11 +34,11 @@ from callgate.cli_format import (
 from callgate.cli_log import add_log_parser
 from callgate.collector import tune_collector
 from callgate.config import (
-    MAX_SCRUB_WORKERS,
     Config,
     ConfigError,
     find_config_file,
     load_config,
+    scrub_workers_problem,
 )
 from callgate.gate import check_call, gate_error
 from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
@@ -83,9 +83,10 @@ def _fail(message: str) -> int:
 
 
 def _workers(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_SCRUB_WORKERS:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SCRUB_WORKERS}, not {text!r}")
-    return int(text)
+    count = int(text) if text.isdigit() else 0
+    if problem := scrub_workers_problem(count):
+        raise argparse.ArgumentTypeError(f"{problem}, not {text!r}")
+    return count
 
 
 def _instant(text: str) -> datetime:
@@ -502,21 +503,21 @@ async def _api(args: argparse.Namespace, config: Config, store: Store) -> int:
     host, port = _host_port(args.bind or config.api.bind, "--bind")
     token = config.api.token()
     workers = await _scrub_workers(args, config)
-    runner = web.AppRunner(make_app(store, config, token, workers), access_log=None)
-    await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as error:
+        runner = web.AppRunner(make_app(store, config, token, workers), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:
+            await runner.cleanup()
+            raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        logging.getLogger("callgate").info("callgate api listening on http://%s:%d", host, port)
+        stop = _stop_on_signals()
+        await stop.wait()
         await runner.cleanup()
+    finally:
         if workers is not None:
             workers.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    logging.getLogger("callgate").info("callgate api listening on http://%s:%d", host, port)
-    stop = _stop_on_signals()
-    await stop.wait()
-    await runner.cleanup()
-    if workers is not None:
-        workers.close()
     return EXIT_OK
 
 

@@ -143,8 +143,15 @@ class Config:
         return self.companies.get(company_id)
 
 
-# Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
 MAX_SCRUB_WORKERS = 64
+
+
+def scrub_workers_problem(count: int) -> str | None:
+    """What is wrong with a number of scrub workers, if anything (config and CLI alike)."""
+    return None if 1 <= count <= MAX_SCRUB_WORKERS else f"must be 1 to {MAX_SCRUB_WORKERS}"
+
+
+# Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
 _KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", "log", "api"}
 
 
@@ -253,8 +260,8 @@ def _api(table: Mapping[str, Any]) -> ApiSettings:
     bind = _get(table, "bind", str, "api.", ApiSettings().bind)
     _host_port(bind, "api.bind")
     workers = _get(table, "scrub_workers", int, "api.", ApiSettings().scrub_workers)
-    if not 1 <= workers <= MAX_SCRUB_WORKERS:
-        raise ConfigError(f"api.scrub_workers: must be 1 to {MAX_SCRUB_WORKERS}, not {workers}")
+    if problem := scrub_workers_problem(workers):
+        raise ConfigError(f"api.scrub_workers: {problem}, not {workers}")
     token_file = _get(table, "token_file", str, "api.", None)
     return ApiSettings(bind=bind, token_file=token_file, scrub_workers=workers)
 

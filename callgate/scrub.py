@@ -43,9 +43,11 @@ async def scrub(
     since = now - timedelta(days=get_pack(config.rules.pack).history_days(config.rules))
 
     def judge(batch: list[str]) -> asyncio.Future[list[dict[str, Any]]]:
-        if workers is None:
-            return asyncio.ensure_future(judge_batch(store, config, template, batch, now, since))
-        return asyncio.ensure_future(workers.judge(template, batch, now, since))
+        work = (
+            judge_batch(store, config, template, batch, now, since) if workers is None
+            else workers.judge(template, batch, now, since)
+        )  # fmt: skip
+        return asyncio.ensure_future(work)
 
     ahead = 1 if workers is None else 2 * workers.count
     pending: deque[asyncio.Future[list[dict[str, Any]]]] = deque()

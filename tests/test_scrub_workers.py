@@ -62,18 +62,24 @@ async def results(store, config, workers=None):
     return [result async for result in judged]
 
 
-async def test_workers_give_the_in_process_verdicts_in_the_list_order(tmp_path):
+@pytest.fixture
+async def seeded(tmp_path):
+    """The seeded store, the configuration, and two started workers on the same file."""
     db = tmp_path / "scrub.db"
     store = await seeded_store(db)
-    config = load_config(EXAMPLE)
     workers = ScrubWorkers(EXAMPLE, str(db), 2)
     try:
         await workers.start()
-        alone = await results(store, config)
-        shared = await results(store, config, workers)
+        yield store, load_config(EXAMPLE), workers
     finally:
         workers.close()
         await store.close()
+
+
+async def test_workers_give_the_in_process_verdicts_in_the_list_order(seeded):
+    store, config, workers = seeded
+    alone = await results(store, config)
+    shared = await results(store, config, workers)
     assert shared == alone
     assert [r["to"] for r in shared] == call_list()
     codes = {code for r in shared for code in r["reasons"]}
@@ -82,22 +88,14 @@ async def test_workers_give_the_in_process_verdicts_in_the_list_order(tmp_path):
     assert sum(r["verdict"] == "allow" for r in shared) > BATCH // 2
 
 
-async def test_a_dead_worker_fails_the_scrub_and_the_next_scrub_starts_afresh(tmp_path):
-    db = tmp_path / "scrub.db"
-    store = await seeded_store(db)
-    config = load_config(EXAMPLE)
-    workers = ScrubWorkers(EXAMPLE, str(db), 2)
-    try:
-        await workers.start()
-        pool = workers._executor()
-        for pid in list(pool._processes):  # the only way in: the pool does not name them
-            os.kill(pid, signal.SIGKILL)
-        with pytest.raises(StoreError, match="scrub worker process died"):
-            await results(store, config, workers)
-        again = await results(store, config, workers)
-    finally:
-        workers.close()
-        await store.close()
+async def test_a_dead_worker_fails_the_scrub_and_the_next_scrub_starts_afresh(seeded):
+    store, config, workers = seeded
+    pool = workers._executor()
+    for pid in list(pool._processes):  # the only way in: the pool does not name them
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(StoreError, match="scrub worker process died"):
+        await results(store, config, workers)
+    again = await results(store, config, workers)
     assert len(again) == len(call_list())
 
 
