@@ -21,12 +21,12 @@ from panoramisk.utils import parse_agi_result
 
 from callgate import metrics
 from callgate.config import Config
-from callgate.dialplan import INPUT_VARIABLES, RESULT_VARIABLE, encode_result
+from callgate.dialplan import RESULT_VARIABLE, encode_result
 from callgate.gate import CallDecider, log_line
 from callgate.model import Decision
 from callgate.store import Store
 
-__all__ = ["AgiGate", "AgiHangup", "parse_headers"]
+__all__ = ["AgiError", "AgiGate", "AgiHangup", "agi_arguments", "parse_headers"]
 
 log = logging.getLogger("callgate.agi")
 
@@ -58,6 +58,28 @@ def parse_headers(lines: list[bytes]) -> dict[str, str]:
         if sep:
             headers[name] = value
     return headers
+
+
+def agi_arguments(headers: dict[str, str]) -> list[str]:
+    """The AGI() arguments after the script, as Asterisk numbers them (agi_arg_1...)."""
+    arguments = []
+    while (value := headers.get(f"agi_arg_{len(arguments) + 1}")) is not None:
+        arguments.append(value)
+    return arguments
+
+
+async def get_variable(request: _Request, name: str) -> str:
+    """A channel variable through GET VARIABLE, "" when unset; AgiError when refused."""
+    metrics.INPUT_READS.labels("agi").inc()
+    reply = await request.send_command(f"GET VARIABLE {name}")
+    if "error" in reply:
+        raise AgiError(f"GET VARIABLE {name}: {reply.get('msg') or reply['error']}")
+    is_set, value = reply.get("result", ("0", ""))
+    return value if is_set == "1" else ""
+
+
+class AgiError(Exception):
+    """Asterisk refused an AGI command."""
 
 
 def agi_quote(value: str) -> str:
@@ -138,28 +160,34 @@ class AgiGate:
     # ------------------------------------------------------------ routes
 
     async def check(self, request: _Request) -> None:
-        """AGI(agi://host:4573/check,COMPANY,PURPOSE,CAMPAIGN,DEPT): decide, set the result."""
+        """AGI(agi://host:4573/check[,COMPANY,PURPOSE,CAMPAIGN,DEPT | ,name=value...]):
+        decide, set the result. Inputs the arguments do not give are read with GET
+        VARIABLE."""
         started = time.perf_counter()
         headers = request.headers
-        decision = await self._decide(headers)
+        decision = await self._decide(request)
         await request.send_command(
             f"SET VARIABLE {RESULT_VARIABLE} {agi_quote(encode_result(decision))}"
         )
         channel = headers.get("agi_channel")
         log.info("%s", log_line(decision, channel, time.perf_counter() - started))
 
-    async def _decide(self, headers: dict[str, str]) -> Decision:
+    async def _decide(self, request: _Request) -> Decision:
+        headers = request.headers
         caller = headers.get("agi_callerid", "")
-        variables = {
-            name: headers.get(f"agi_arg_{index}", "")
-            for index, name in enumerate(INPUT_VARIABLES, start=1)
-        }
+        turn = asyncio.Lock()  # AGI is one command at a time on the connection
+
+        async def read(name: str) -> str:
+            async with turn:
+                return await get_variable(request, name)
+
         return await self.decider.decide(
             "" if caller == "unknown" else caller,  # Asterisk's word for "no caller ID"
             headers.get("agi_extension", ""),
-            variables,
             datetime.now(UTC),
             headers.get("agi_uniqueid"),
+            arguments=agi_arguments(headers),
+            read_variable=read,
         )
 
     async def refused(self, request: _Request) -> None:

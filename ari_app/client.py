@@ -20,6 +20,7 @@ class AriError(Exception):
     def __init__(self, status: int, method: str, path: str, body: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status} {body[:200]}")
         self.status = status
+        self.body = body
 
 
 class AriClient:
@@ -75,13 +76,15 @@ class AriClient:
         )
 
     async def get_variable(self, channel_id: str, name: str) -> str:
+        """The variable's value, "" when it is not set; AriError when the channel is gone."""
         try:
             reply = await self.request(
                 "GET", f"/channels/{channel_id}/variable", {"variable": name}
             )
         except AriError as error:
-            if error.status == 404 and "variable" in str(error):
-                return ""  # not set on this channel
+            # Asterisk answers 404 both for an unset variable and for a missing channel.
+            if error.status == 404 and "variable was not found" in error.body:
+                return ""
             raise
         return str(reply.get("value", "")) if isinstance(reply, dict) else ""
 

@@ -5,8 +5,9 @@ in a CallBroadcast unless it is saturated or stopping; the first claimant gets t
 StasisStart, and a channel nobody claims returns to the dialplan, which refuses it.
 
 For each StasisStart: build the request from the event (caller ID, dialled number, the
-CALLGATE_* channelvars), decide and record through ``callgate.gate.check_call``, set
-CALLGATE_RESULT, and continue the channel in the dialplan, which dials or hangs up.
+inputs from the Stasis arguments, else the snapshot's channelvars, else read from the
+channel), decide and record through ``callgate.gate.check_call``, set CALLGATE_RESULT,
+and continue the channel in the dialplan, which dials or hangs up.
 Nothing here judges a call: a decision the gate cannot make in time is GATE_ERROR.
 """
 
@@ -25,8 +26,8 @@ import aiohttp
 from ari_app.client import AriClient, AriError
 from callgate import metrics
 from callgate.config import Config
-from callgate.dialplan import INPUT_VARIABLES, RESULT_VARIABLE, encode_result
-from callgate.gate import CallDecider, log_line
+from callgate.dialplan import CHANNELVARS_LINE, RESULT_VARIABLE, encode_result
+from callgate.gate import CallDecider, VariableReader, log_line
 from callgate.model import Decision
 from callgate.store import Store
 
@@ -79,6 +80,7 @@ class AriGate:
         self._max_inflight = config.ari.max_concurrent
         self._claims: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
+        self._told_channelvars = False
 
     async def run(self, stop: asyncio.Event) -> str:
         """Serve until ``stop`` is set or another instance takes the app over.
@@ -131,7 +133,7 @@ class AriGate:
                 event = message.json()
                 kind = event.get("type")
                 if kind == "StasisStart":
-                    self._start(event["channel"])
+                    self._start(event["channel"], event.get("args") or [])
                 elif kind == "CallBroadcast" and not stop.is_set():
                     self._offer(event["channel"]["id"])
                 elif kind == "ApplicationReplaced":
@@ -161,15 +163,11 @@ class AriGate:
                 continue
             try:
                 channel = await self.client.channel(channel_id)
-                channel["channelvars"] = {
-                    name: await self.client.get_variable(channel_id, name)
-                    for name in INPUT_VARIABLES
-                }
             except (AriError, aiohttp.ClientError) as error:
                 log.info("channel %s left while reconnecting: %s", channel_id, error)
                 continue
             log.info("channel %s was waiting for a verdict: deciding it now", channel_id)
-            self._start(channel)
+            self._start(channel, _stasis_arguments(channel))
 
     def _offer(self, channel_id: str) -> None:
         # A saturated gate leaves the call to a sibling; if every gate is saturated, the
@@ -190,15 +188,15 @@ class AriGate:
             return
         metrics.ARI_CLAIMS.labels("won" if won else "lost").inc()
 
-    def _start(self, channel: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._handle(channel))
+    def _start(self, channel: dict[str, Any], arguments: list[str]) -> None:
+        task = asyncio.create_task(self._handle(channel, arguments))
         self._inflight[task] = channel["id"]
         task.add_done_callback(self._inflight.pop)
 
-    async def _handle(self, channel: dict[str, Any]) -> None:
+    async def _handle(self, channel: dict[str, Any], arguments: list[str]) -> None:
         channel_id = channel["id"]
         started = time.perf_counter()
-        decision = await self._decide(channel)
+        decision = await self._decide(channel, arguments)
         try:
             await self.client.set_variable(channel_id, RESULT_VARIABLE, encode_result(decision))
             await self.client.continue_in_dialplan(channel_id)
@@ -215,14 +213,32 @@ class AriGate:
             return
         log.info("%s", log_line(decision, channel_id, time.perf_counter() - started))
 
-    async def _decide(self, channel: dict[str, Any]) -> Decision:
+    async def _decide(self, channel: dict[str, Any], arguments: list[str]) -> Decision:
+        carried = channel.get("channelvars")
         return await self.decider.decide(
             channel.get("caller", {}).get("number", ""),
             channel.get("dialplan", {}).get("exten", ""),
-            channel.get("channelvars") or {},
             self.clock(),
             channel["id"],
+            arguments=arguments,
+            carried=carried if isinstance(carried, dict) else None,
+            read_variable=self._reader(channel["id"], carried),
         )
+
+    def _reader(self, channel_id: str, carried: object) -> VariableReader:
+        async def read(name: str) -> str:
+            metrics.INPUT_READS.labels("ari").inc()
+            if not self._told_channelvars:
+                self._told_channelvars = True
+                log.warning(
+                    "StasisStart carried no %s: each call now costs a request per input it "
+                    "lacks. Add to ari.conf [general]: %s (or pass the inputs as Stasis "
+                    "arguments: Stasis(%s,company=...,purpose=...))",
+                    name, _channelvars_line(carried), self.client.app,
+                )  # fmt: skip
+            return await self.client.get_variable(channel_id, name)
+
+        return read
 
     async def _hang_up(self, channel_id: str) -> None:
         # Already gone, or the dialplan's absolute timeout will hang it up.
@@ -246,6 +262,23 @@ class AriGate:
                 await self.client.continue_in_dialplan(channel_id)
             except (AriError, aiohttp.ClientError):
                 await self._hang_up(channel_id)
+
+
+def _stasis_arguments(channel: dict[str, Any]) -> list[str]:
+    """The Stasis() arguments of a channel fetched by id (its event is gone), or none."""
+    dialplan = channel.get("dialplan") or {}
+    if str(dialplan.get("app_name", "")).lower() != "stasis":
+        return []
+    return str(dialplan.get("app_data", "")).split(",")[1:]
+
+
+def _channelvars_line(carried: object) -> str:
+    """The ari.conf line that carries the inputs, keeping the variables already listed."""
+    if not isinstance(carried, dict) or not carried:
+        return CHANNELVARS_LINE
+    ours = CHANNELVARS_LINE.split(" = ", 1)[1].split(",")
+    names = [*carried, *(name for name in ours if name not in carried)]
+    return "channelvars = " + ",".join(names)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

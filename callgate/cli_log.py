@@ -27,7 +27,7 @@ from rich.table import Table
 
 from callgate.auditlog import ChainBreak, ChainVerifier, pseudonymise
 from callgate.config import Config
-from callgate.gate import resolve_request
+from callgate.gate import GATE_CODES, resolve_request
 from callgate.model import CallRequest, Purpose
 from callgate.numbering import parse_number
 from callgate.rules import get_pack
@@ -284,7 +284,7 @@ async def _explain(args: argparse.Namespace, config: Config, store: Store) -> in
         console.print(f"    {outcome.rule:<22} {state:<28} {outcome.checks}")
     logged = {r["code"] for r in entry["reasons"]}
     again = {r.code for r in evaluation.reasons}
-    if logged != again and "GATE_ERROR" not in logged:
+    if logged != again and not logged & GATE_CODES:
         console.print("  [yellow]today's rules would decide differently: see `log replay`[/]")
     return EXIT_OK
 
@@ -294,7 +294,7 @@ async def _replay(args: argparse.Namespace, config: Config, store: Store) -> int
         raise LogUsageError("log replay needs --since DATE")
     changed = checked = 0
     async for entry in _batches(store, _query(args)):
-        if entry["kind"] != "call" or any(r["code"] == "GATE_ERROR" for r in entry["reasons"]):
+        if entry["kind"] != "call" or any(r["code"] in GATE_CODES for r in entry["reasons"]):
             continue
         checked += 1
         evaluation = await _rejudge(entry, config, store)

@@ -5,15 +5,21 @@ Shared by the ARI and FastAGI gates, so both read and answer the dialplan alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from callgate.announce import prompt_for
 from callgate.model import CallRequest, Decision, Purpose
+from callgate.numbering import Territory
 
 __all__ = [
+    "CHANNELVARS_LINE",
     "INPUT_VARIABLES",
     "RESULT_VARIABLE",
+    "GivenInputs",
     "InputError",
     "encode_result",
+    "given_inputs",
     "request_from_channel",
 ]
 
@@ -22,15 +28,60 @@ PURPOSE = "CALLGATE_PURPOSE"
 CAMPAIGN = "CALLGATE_CAMPAIGN"
 DEPT = "CALLGATE_DEPT"
 INPUT_VARIABLES = (COMPANY, PURPOSE, CAMPAIGN, DEPT)
+# What ari.conf needs for every StasisStart to carry the inputs (no REST round trip).
+CHANNELVARS_LINE = "channelvars = " + ",".join(INPUT_VARIABLES)
+# Stasis(callgate,company=acme,purpose=service) / AGI(...,company=acme): the argument names.
+_ARGUMENT_NAMES = {name.removeprefix("CALLGATE_").lower(): name for name in INPUT_VARIABLES}
 
 # One variable carries the whole answer, so the gate needs one REST call to set it; the
-# dialplan splits it with CUT into CALLGATE_VERDICT, _REASONS, _RETRY_AFTER, _DECISION_ID
-# and the CALLERID(num) to present (empty when unchanged).
+# dialplan splits it with CUT into CALLGATE_VERDICT, _REASONS, _RETRY_AFTER, _DECISION_ID,
+# the CALLERID(num) to present (empty when unchanged), then what the agent hears on a
+# rejection: the prompt's name, and the retry instant as Unix time with the callee's zone
+# (the fields Asterisk's STRFTIME and SayUnixTime take).
 RESULT_VARIABLE = "CALLGATE_RESULT"
 
 
 class InputError(ValueError):
     """A channel variable the gate cannot use: the call is refused, never guessed at."""
+
+
+@dataclass(frozen=True, slots=True)
+class GivenInputs:
+    """The inputs a call arrived with, and those it did not carry (to ask the channel for).
+
+    A value given empty means "unset", so the configuration's default applies; a name in
+    ``missing`` must be read from the channel before deciding, never defaulted.
+    """
+
+    values: Mapping[str, str]
+    missing: tuple[str, ...]
+
+
+def given_inputs(arguments: Sequence[str], carried: Mapping[str, str] | None) -> GivenInputs:
+    """Each input from the first place that has it: the gate's arguments, then the channel
+    variables the event carried (ARI's ``channelvars``); the rest are ``missing``.
+
+    Arguments are ``name=value`` (``company=acme``; ``CALLGATE_COMPANY=acme`` too) or, in
+    the order of INPUT_VARIABLES, positional: ``AGI(...,${CALLGATE_COMPANY},...)``.
+    """
+    values: dict[str, str] = {}
+    for index, argument in enumerate(arguments):
+        name, sep, value = argument.partition("=")
+        if sep:
+            key = name.strip().lower()
+            variable = _ARGUMENT_NAMES.get(key.removeprefix("callgate_"))
+            if variable is None:
+                known = ", ".join(_ARGUMENT_NAMES)
+                raise InputError(f"unknown gate argument {name.strip()!r} (known: {known})")
+            values[variable] = value
+        elif index < len(INPUT_VARIABLES):
+            values.setdefault(INPUT_VARIABLES[index], argument)
+        else:
+            raise InputError(f"too many gate arguments: {len(arguments)} given")
+    for name in INPUT_VARIABLES:
+        if name not in values and carried is not None and name in carried:
+            values[name] = carried[name]
+    return GivenInputs(values, tuple(name for name in INPUT_VARIABLES if name not in values))
 
 
 def request_from_channel(caller: str, callee: str, variables: Mapping[str, str]) -> CallRequest:
@@ -49,13 +100,28 @@ def request_from_channel(caller: str, callee: str, variables: Mapping[str, str])
 
 
 def encode_result(decision: Decision) -> str:
-    """``VERDICT|CODE,CODE|RETRY_AFTER|DECISION_ID|CALLERID``, as the dialplan splits it."""
+    """``VERDICT|CODES|RETRY_AFTER|DECISION_ID|CALLERID|PROMPT|RETRY_UNIX|RETRY_ZONE``.
+
+    The dialplan splits it with CUT; the last three are empty on an allowed call.
+    """
     rewritten = "CLI_REWRITTEN" in decision.codes
+    retry = decision.retry_after
+    zone = _zone_name(decision.territory) if retry else ""
     fields = (
         decision.verdict.value.upper(),
         ",".join(decision.codes),
-        decision.retry_after.isoformat() if decision.retry_after else "",
+        retry.isoformat() if retry else "",
         decision.decision_id or "",
         decision.caller_out if rewritten and decision.caller_out else "",
+        prompt_for(decision),
+        str(int(retry.timestamp())) if retry and zone else "",
+        zone,
     )
     return "|".join(fields)
+
+
+def _zone_name(territory: str | None) -> str:
+    try:
+        return str(Territory(territory).zone) if territory else ""
+    except ValueError:
+        return ""

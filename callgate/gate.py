@@ -11,13 +11,13 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from callgate import metrics
 from callgate.config import Config
-from callgate.dialplan import InputError, request_from_channel
+from callgate.dialplan import GivenInputs, InputError, given_inputs, request_from_channel
 from callgate.model import CallRequest, Decision, Facts, Purpose, Reason, Verdict
 from callgate.numbering import parse_number
 from callgate.policy import decide
@@ -25,7 +25,10 @@ from callgate.rules import get_pack
 from callgate.store import Store, StoreError
 
 __all__ = [
+    "GATE_CODES",
+    "INPUT_INVALID",
     "CallDecider",
+    "VariableReader",
     "check_call",
     "gate_error",
     "log_line",
@@ -34,6 +37,16 @@ __all__ = [
 ]
 
 log = logging.getLogger("callgate.gate")
+
+# An input the dialplan set but the gate cannot use (a purpose it does not know, a
+# misspelt argument): the call is refused for that, not judged on a default.
+INPUT_INVALID = "INPUT_INVALID"
+
+# The codes a gate gives when it judged nothing: no rule made them, so a replay skips them.
+GATE_CODES = frozenset({"GATE_ERROR", INPUT_INVALID})
+
+# Reads one channel variable ("" when unset); raises when the PBX does not answer.
+VariableReader = Callable[[str], Awaitable[str]]
 
 
 def new_decision_id() -> str:
@@ -95,22 +108,42 @@ class CallDecider:
         self._outage_since: float | None = None  # the store stopped answering then
 
     async def decide(
-        self, caller: str, callee: str, variables: Mapping[str, str], now: datetime,
-        channel: str | None,
+        self, caller: str, callee: str, now: datetime, channel: str | None,
+        *, arguments: Sequence[str] = (), carried: Mapping[str, str] | None = None,
+        read_variable: VariableReader | None = None,
     ) -> Decision:  # fmt: skip
+        """Decide one call from what the dialplan handed over: the gate's ``arguments``,
+        the channel variables the event ``carried``, and ``read_variable`` for the inputs
+        neither gave. An input that cannot be read refuses the call (GATE_ERROR)."""
         started = time.perf_counter()
-        decision = await self._decide(caller, callee, variables, now, channel)
+        decision = await self._decide(caller, callee, now, channel, arguments, carried,
+                                      read_variable)  # fmt: skip
         metrics.observe(decision, time.perf_counter() - started)
         return decision
 
     async def _decide(
-        self, caller: str, callee: str, variables: Mapping[str, str], now: datetime,
-        channel: str | None,
+        self, caller: str, callee: str, now: datetime, channel: str | None,
+        arguments: Sequence[str], carried: Mapping[str, str] | None,
+        read_variable: VariableReader | None,
     ) -> Decision:  # fmt: skip
+        unread = CallRequest(caller, callee, None)
+        try:
+            given = given_inputs(arguments, carried)
+        except InputError as error:
+            return self._failed(unread, now, str(error), channel, code=INPUT_INVALID)
+        try:
+            async with asyncio.timeout(self.deadline):
+                variables = await _read_missing(given, read_variable)
+        except TimeoutError:
+            return self._failed(unread, now, f"inputs not read within {self.deadline:g} s",
+                                channel)  # fmt: skip
+        except _Unreadable as error:
+            return self._failed(unread, now, str(error), channel)
         try:
             request = request_from_channel(caller, callee, variables)
         except InputError as error:
-            return self._failed(CallRequest(caller, callee, None), now, str(error), channel)
+            request = request_from_channel(caller, callee, {**variables, "CALLGATE_PURPOSE": ""})
+            return self._failed(request, now, str(error), channel, code=INPUT_INVALID)
         try:
             async with asyncio.timeout(self.deadline), self._slots:
                 decision = await check_call(
@@ -137,9 +170,9 @@ class CallDecider:
 
     def _failed(
         self, request: CallRequest, now: datetime, message: str, channel: str | None,
-        *, store_down: bool = False,
+        *, store_down: bool = False, code: str = "GATE_ERROR",
     ) -> Decision:  # fmt: skip
-        decision = gate_error(resolve_request(request, self.config), now, message)
+        decision = gate_error(resolve_request(request, self.config), now, message, code=code)
         if store_down:
             return decision  # nowhere to log it; the gate's own log has it
         # Log it in the store too when the store can take it, without holding the call.
@@ -162,7 +195,7 @@ class CallDecider:
 
 def log_line(decision: Decision, channel: str | None, seconds: float) -> str:
     """One line per decision, the same for every gate; a gate error says what failed."""
-    errors = "".join(f" error={r.message!r}" for r in decision.reasons if r.code == "GATE_ERROR")
+    errors = "".join(f" error={r.message!r}" for r in decision.reasons if r.code in GATE_CODES)
     return (
         f"{decision.verdict.value.upper()} {decision.caller_in or '-'} -> {decision.callee or '-'}"
         f" as {decision.caller_out or '-'} [{','.join(decision.codes)}]"
@@ -171,8 +204,31 @@ def log_line(decision: Decision, channel: str | None, seconds: float) -> str:
     )
 
 
-def gate_error(request: CallRequest, now: datetime, message: str, ruleset: str = "") -> Decision:
-    """The fail-closed verdict when the gate itself cannot decide."""
+class _Unreadable(Exception):
+    """A channel variable the gate asked for and did not get."""
+
+
+async def _read_missing(given: GivenInputs, read: VariableReader | None) -> dict[str, str]:
+    """The given inputs, plus the missing ones read from the channel, all at once."""
+    if not given.missing or read is None:
+        return dict(given.values)
+
+    async def one(name: str) -> str:
+        try:
+            return await read(name)
+        except Exception as error:
+            raise _Unreadable(f"cannot read {name} from the channel: {error}") from error
+
+    values = await asyncio.gather(*(one(name) for name in given.missing))
+    return {**given.values, **dict(zip(given.missing, values, strict=True))}
+
+
+def gate_error(
+    request: CallRequest, now: datetime, message: str, ruleset: str = "",
+    *, code: str = "GATE_ERROR",
+) -> Decision:  # fmt: skip
+    """The fail-closed verdict when the gate itself cannot decide, or cannot use what the
+    dialplan gave (``code`` INPUT_INVALID)."""
     return Decision(
         verdict=Verdict.REJECT,
         caller_in=request.caller,
@@ -180,7 +236,7 @@ def gate_error(request: CallRequest, now: datetime, message: str, ruleset: str =
         callee=parse_number(request.callee).e164,
         territory=None,
         purpose=request.purpose or Purpose.PROSPECTING,
-        reasons=(Reason("GATE_ERROR", message),),
+        reasons=(Reason(code, message),),
         retry_after=None,
         ruleset=ruleset,
         company=request.company,

@@ -12,6 +12,7 @@ __all__ = [
     "ARI_CONNECTED",
     "DECISIONS",
     "DECISION_SECONDS",
+    "INPUT_READS",
     "REASONS",
     "STORE_ERRORS",
     "STORE_UP",
@@ -30,6 +31,11 @@ STORE_UP = Gauge("callgate_store_up", "1 while the store answers, 0 during an ou
 ARI_CONNECTED = Gauge("callgate_ari_connected", "1 while the ARI gate's WebSocket is up")
 ARI_CLAIMS = Counter(
     "callgate_ari_claims", "Channels offered by StasisBroadcast, by outcome", ["outcome"]
+)
+INPUT_READS = Counter(
+    "callgate_input_reads",
+    "Inputs read from the channel because the call did not carry them, by gate",
+    ["gate"],
 )
 AGI_LISTENING = Gauge("callgate_agi_listening", "1 while the FastAGI gate listens")
 

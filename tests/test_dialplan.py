@@ -6,7 +6,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from builders import a_request, facts, judge, paris
 
-from callgate.dialplan import InputError, encode_result, request_from_channel
+from callgate.dialplan import (
+    CHANNELVARS_LINE,
+    INPUT_VARIABLES,
+    InputError,
+    encode_result,
+    given_inputs,
+    request_from_channel,
+)
 from callgate.model import Purpose
 
 
@@ -31,6 +38,46 @@ def test_an_unknown_purpose_is_refused_not_guessed():
         request_from_channel("1", "2", {"CALLGATE_PURPOSE": "spam"})
 
 
+def test_named_arguments_come_first_then_the_carried_variables():
+    given = given_inputs(
+        ["company=acme", "PURPOSE=service"],
+        {"CALLGATE_COMPANY": "other", "CALLGATE_PURPOSE": "prospecting", "CALLGATE_DEPT": ""},
+    )
+    assert given.values == {
+        "CALLGATE_COMPANY": "acme", "CALLGATE_PURPOSE": "service", "CALLGATE_DEPT": "",
+    }  # fmt: skip
+    assert given.missing == ("CALLGATE_CAMPAIGN",)
+
+
+def test_positional_arguments_follow_the_contract_order_and_empty_means_unset():
+    given = given_inputs(["acme", "", "spring", ""], None)
+    assert given.values == dict(zip(INPUT_VARIABLES, ["acme", "", "spring", ""], strict=True))
+    assert given.missing == ()
+
+
+def test_without_arguments_or_channelvars_every_input_must_be_read():
+    assert given_inputs([], None).missing == INPUT_VARIABLES
+    assert given_inputs([], {}).missing == INPUT_VARIABLES
+
+
+def test_the_full_variable_name_is_accepted_as_an_argument():
+    given = given_inputs(["CALLGATE_PURPOSE=contract"], None)
+    assert given.values == {"CALLGATE_PURPOSE": "contract"}
+
+
+def test_a_misspelt_argument_is_refused_not_ignored():
+    with pytest.raises(InputError, match="unknown gate argument 'compnay'"):
+        given_inputs(["compnay=acme"], None)
+    with pytest.raises(InputError, match="too many gate arguments"):
+        given_inputs(["a", "b", "c", "d", "e"], None)
+
+
+def test_the_channelvars_line_names_every_input():
+    assert CHANNELVARS_LINE == (
+        "channelvars = CALLGATE_COMPANY,CALLGATE_PURPOSE,CALLGATE_CAMPAIGN,CALLGATE_DEPT"
+    )
+
+
 def test_encode_an_allowed_rewrite():
     decision = judge(paris(2026, 11, 23, 11), a_request(caller="0612345678"), facts())
     encoded = encode_result(decision).split("|")
@@ -38,7 +85,7 @@ def test_encode_an_allowed_rewrite():
     assert encoded[1] == "CLI_REWRITTEN,CLI_MOBILE,CLI_NOT_NPV,CLI_NOT_ASSIGNED"
     assert encoded[2] == ""
     assert encoded[4] == "+33948000001"
-    assert len(encoded) == 5
+    assert encoded[5:] == ["", "", ""]  # nothing to announce
 
 
 def test_encode_a_kept_caller_id_leaves_the_callerid_field_empty():
@@ -48,8 +95,8 @@ def test_encode_a_kept_caller_id_leaves_the_callerid_field_empty():
 
 def test_encode_a_rejection_with_its_retry_time():
     decision = judge(paris(2026, 11, 23, 13, 0), a_request(), facts())
-    verdict, codes, retry, _, callerid = encode_result(decision).split("|")
+    verdict, codes, retry, _, callerid, prompt, unix, zone = encode_result(decision).split("|")
     assert (verdict, codes, callerid) == ("REJECT", "HOURS_OUTSIDE", "")
-    assert datetime.fromisoformat(retry) == datetime(
-        2026, 11, 23, 14, tzinfo=ZoneInfo("Europe/Paris")
-    )
+    expected = datetime(2026, 11, 23, 14, tzinfo=ZoneInfo("Europe/Paris"))
+    assert datetime.fromisoformat(retry) == expected
+    assert (prompt, int(unix), zone) == ("hours", int(expected.timestamp()), "Europe/Paris")

@@ -314,3 +314,5 @@ def test_the_gate_serves_its_metrics(pbx, site):
         text = reply.read().decode()
     assert 'callgate_decisions_total{verdict="allow"} 1.0' in text
     assert "callgate_ari_connected 1.0" in text
+    # The shipped ari.conf's channelvars carry every input: none was read from the channel.
+    assert 'callgate_input_reads_total{gate="ari"}' not in text
