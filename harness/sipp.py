@@ -6,11 +6,22 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CallResult", "Carrier", "Invite", "free_port", "place_call"]
+__all__ = [
+    "CallResult",
+    "Carrier",
+    "Invite",
+    "RtpListener",
+    "RtpPacket",
+    "free_port",
+    "place_call",
+    "ulaw_decode",
+]
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -138,15 +149,20 @@ def place_call(
     workdir: Path,
     timeout: float = 20,
     scenario: str = "agent.xml",
+    keys: Mapping[str, str] | None = None,
 ) -> CallResult:
-    """One call from an agent's softphone; returns the final answer the agent got."""
+    """One call from an agent's softphone; returns the final answer the agent got.
+
+    ``keys`` are more ``-key`` values for the scenario, e.g. ``rtp_port``.
+    """
     trace = workdir / f"agent-{agent}-{number}-{time.monotonic_ns()}.log"
+    extra = [arg for key, value in (keys or {}).items() for arg in ("-key", key, value)]
     subprocess.run(
         [
             _sipp(), "127.0.0.1:" + str(pbx_port), "-sf", str(SCENARIOS / scenario),
             "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", "-s", number,
             "-au", agent, "-ap", password,
-            "-key", "agent", agent, "-key", "caller", caller,
+            "-key", "agent", agent, "-key", "caller", caller, *extra,
             "-trace_msg", "-message_file", str(trace), "-nostdin",
             "-timeout", f"{timeout:g}s", "-timeout_error",
             "-recv_timeout", str(int(timeout * 1000)),
@@ -162,3 +178,75 @@ def place_call(
         if status and cseq.startswith("2 INVITE") and int(status.group(1)) >= 200:
             final, reason = int(status.group(1)), _header(message, "Reason")
     return CallResult(final, reason, messages)
+
+
+@dataclass(frozen=True)
+class RtpPacket:
+    arrived: float  # time.monotonic()
+    sequence: int
+    payload_type: int
+    payload: bytes
+
+
+class RtpListener:
+    """A UDP port on loopback that keeps every RTP packet sent to it: an agent's ear, for
+    a scenario whose SDP names this port (agent_early_media.xml, ``rtp_port``)."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.settimeout(0.1)
+        self.port = int(self._socket.getsockname()[1])
+        self.packets: list[RtpPacket] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+
+    def _receive(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                data = self._socket.recv(4096)
+            except TimeoutError:
+                continue
+            packet = _parse_rtp(data)
+            if packet is not None:
+                self.packets.append(packet)
+
+    def audio(self, payload_type: int = 0) -> bytes:
+        """The payloads of one type end to end, in arrival order (loopback keeps it)."""
+        return b"".join(p.payload for p in self.packets if p.payload_type == payload_type)
+
+    def __enter__(self) -> RtpListener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+
+def _parse_rtp(data: bytes) -> RtpPacket | None:
+    if len(data) < 12 or data[0] >> 6 != 2:
+        return None
+    offset = 12 + 4 * (data[0] & 0x0F)  # past the CSRC list
+    if data[0] & 0x10 and len(data) >= offset + 4:  # a header extension
+        offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+    end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # padding
+    return RtpPacket(
+        time.monotonic(), int.from_bytes(data[2:4], "big"), data[1] & 0x7F, data[offset:end]
+    )
+
+
+def _ulaw_sample(byte: int) -> int:
+    # G.711 mu-law: the complement holds sign, a 3-bit exponent and a 4-bit mantissa.
+    byte = ~byte & 0xFF
+    magnitude = ((((byte & 0x0F) << 3) + 0x84) << ((byte >> 4) & 0x07)) - 0x84
+    return -magnitude if byte & 0x80 else magnitude
+
+
+_ULAW = tuple(_ulaw_sample(byte) for byte in range(256))
+
+
+def ulaw_decode(data: bytes) -> list[int]:
+    """G.711 mu-law (RTP payload type 0) to 16-bit linear samples."""
+    return [_ULAW[byte] for byte in data]

@@ -155,3 +155,29 @@ def site(pbx, tmp_path):
 @pytest.fixture
 def site_agi(pbx_agi, tmp_path):
     yield from _site(pbx_agi, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pbx_announce(tmp_path_factory):
+    """Asterisk gating through ARI that tells the agent why a call is refused
+    (CALLGATE_ANNOUNCE=yes, the configuration's own default), in French."""
+    if shutil.which("sipp") is None:
+        pytest.fail("sipp is missing: apt-get install sip-tester (or CALLGATE_SKIP_E2E=1)")
+    workdir = tmp_path_factory.mktemp("pbx-announce")
+    password = secrets.token_urlsafe(16)
+    ports = Ports(sip=free_port(), http=free_port(), carrier=free_port(), agi=free_port())
+    asterisk = AsteriskInstance(
+        f"e2e-announce-{os.getpid()}", ports, password, root=ensure_root(),
+        globals_={"CALLGATE_ANNOUNCE": "yes", "CALLGATE_LANGUAGE": "fr"},
+    )  # fmt: skip
+    asterisk.start()
+    carrier = Carrier(ports.carrier, workdir)
+    carrier.start()
+    started = Pbx(asterisk, carrier, password, workdir)
+    yield started
+    _stop_pbx(started)
+
+
+@pytest.fixture
+def site_announce(pbx_announce, tmp_path):
+    yield from _site(pbx_announce, tmp_path)
