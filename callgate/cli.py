@@ -192,6 +192,24 @@ def _parser() -> argparse.ArgumentParser:
             help="serve /metrics (Prometheus) and /healthz there (default: off)",
         )
 
+    doctor = commands.add_parser(
+        "doctor", help="check that this PBX is wired right for callgate",
+        description="Check the live PBX against what callgate needs (ARI, modules, the app"
+        " name, the trunk, the store, emergency routes, channelvars) and place one call that"
+        " the gate must reject: Local/+000000@CTX. One line per check, with the fix of each"
+        " fault. Exit status 0 when nothing fails (warnings allowed), 1 otherwise.",
+    )  # fmt: skip
+    doctor.add_argument(
+        "--trunk", type=_asterisk_name, default="carrier", metavar="ENDPOINT",
+        help="the PJSIP endpoint of the carrier (default: carrier)",
+    )  # fmt: skip
+    doctor.add_argument(
+        "--context", type=_asterisk_name, default="callgate-outbound", metavar="CTX",
+        help="the gated context dialers send calls to (default: callgate-outbound)",
+    )  # fmt: skip
+    _json(doctor)
+    doctor.set_defaults(handler=_doctor)
+
     add_log_parser(commands, _instant)
 
     db = commands.add_parser(
@@ -204,6 +222,15 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("--to", metavar="URL", help="copy: the store to fill (must hold no records)")
     db.set_defaults(handler=_db)
     return parser
+
+
+def _asterisk_name(text: str) -> str:
+    """A context or endpoint name: it goes into a dial string and a URL, as it is."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a context or endpoint name (letters, digits, - _ . +)"
+        )
+    return text
 
 
 def _company(parser: argparse.ArgumentParser) -> None:
@@ -225,6 +252,8 @@ def _json(parser: argparse.ArgumentParser) -> None:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     config = _config(args.config)
+    if args.handler is _doctor:  # it opens the store itself: a store that fails is a finding
+        return await _doctor(args, config)
     store = await open_store(store_url(args, config), synchronous=config.synchronous)
     if config.log.node:
         store.node = config.log.node
@@ -594,6 +623,17 @@ def _stop_on_signals() -> asyncio.Event:
 def _safe_url(url: str) -> str:
     """A store URL fit for a log: any password in it replaced."""
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+async def _doctor(args: argparse.Namespace, config: Config) -> int:
+    from callgate.doctor import Options, run_doctor
+
+    url = store_url(args, config)
+    options = Options(
+        store_url=url, store_label=_safe_url(url), synchronous=config.synchronous,
+        trunk=args.trunk, context=args.context,
+    )  # fmt: skip
+    return await run_doctor(config, options, as_object=args.json)
 
 
 async def _db(args: argparse.Namespace, config: Config, store: Store) -> int:

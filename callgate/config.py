@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from callgate.numbering import (
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
     "AgiSettings",
+    "AmiSettings",
     "ApiSettings",
     "AriSettings",
     "Company",
@@ -90,6 +92,19 @@ class AgiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AmiSettings:
+    """The Asterisk Manager Interface, for `callgate doctor` only: it reads the dialplan."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "callgate"
+    password_file: str | None = None  # or $CALLGATE_AMI_PASSWORD; never inline
+
+    def password(self) -> str:
+        return read_secret("CALLGATE_AMI_PASSWORD", self.password_file, "ami.password_file")
+
+
+@dataclass(frozen=True, slots=True)
 class ApiSettings:
     bind: str = "127.0.0.1:8090"
     token_file: str | None = None  # or $CALLGATE_API_TOKEN; never inline
@@ -134,6 +149,10 @@ class Config:
     agi: AgiSettings = field(default_factory=AgiSettings)
     log: LogSettings = field(default_factory=LogSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    ami: AmiSettings | None = None  # None: no [ami], the doctor does not read the dialplan
+    # The top-level tables the file has: a service's defaults apply without its table,
+    # yet the doctor checks what a PBX needs only for the services configured.
+    tables: frozenset[str] = frozenset()
     source: str | None = None
 
     def company(self, company_id: str | None) -> Company | None:
@@ -152,7 +171,7 @@ def scrub_workers_problem(count: int) -> str | None:
 
 
 # Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
-_KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", "log", "api"}
+_KNOWN_TOP = {"store", "rules", "companies", "ari", "agi", "log", "api", "ami"}
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -196,7 +215,9 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         agi=_agi(_table(data, "agi")),
         log=_log(_table(data, "log")),
         api=_api(_table(data, "api")),
+        ami=_ami(_table(data, "ami")) if "ami" in data else None,
         companies=MappingProxyType(companies),
+        tables=frozenset(data),
         source=source,
     )
 
@@ -264,6 +285,36 @@ def _api(table: Mapping[str, Any]) -> ApiSettings:
         raise ConfigError(f"api.scrub_workers: {problem}, not {workers}")
     token_file = _get(table, "token_file", str, "api.", None)
     return ApiSettings(bind=bind, token_file=token_file, scrub_workers=workers)
+
+
+def _ami(table: Mapping[str, Any]) -> AmiSettings:
+    p = "ami."
+    _no_unknown_keys(table, {"host", "port", "username", "password_file"}, p)
+    default = AmiSettings()
+    host = _get(table, "host", str, p, default.host).strip()
+    if not _is_host(host):
+        raise ConfigError(f"ami.host: {host!r} is not a host name or address, such as 127.0.0.1")
+    port = _get(table, "port", int, p, default.port)
+    if not 0 < port < 65536:
+        raise ConfigError(f"ami.port: {port} is not a TCP port (1 to 65535)")
+    username = _get(table, "username", str, p, default.username)
+    if not username.strip():
+        raise ConfigError("ami.username: empty; manager.conf names the user in [brackets]")
+    return AmiSettings(
+        host=host.strip("[]"), port=port, username=username,
+        password_file=_get(table, "password_file", str, p, None),
+    )  # fmt: skip
+
+
+def _is_host(text: str) -> bool:
+    """A name or an address; "host:port" is the mistake this catches (ports are apart)."""
+    if ":" in text:  # only an IPv6 address may hold one
+        try:
+            ipaddress.IPv6Address(text.strip("[]"))
+        except ValueError:
+            return False
+        return True
+    return bool(text) and not any(c.isspace() or c in "/@" for c in text)
 
 
 def _host_port(text: str, key: str) -> tuple[str, int]:

@@ -7,6 +7,7 @@ chrooted into it. Each instance gets its own directories and ports, so several c
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AsteriskInstance", "Ports", "ensure_root", "set_option"]
+__all__ = ["AsteriskInstance", "Ports", "ensure_root", "make_prompts", "set_option"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "asterisk-conf"
@@ -38,12 +39,23 @@ def packages() -> list[str]:
 
 
 def ensure_root(root: Path = DEFAULT_ROOT) -> Path | None:
-    """The chroot to run Asterisk in, built if missing; None when Asterisk is on PATH."""
+    """The chroot to run Asterisk in, built if missing, with the refusal prompts spoken;
+    None when Asterisk is on PATH."""
     if shutil.which("asterisk"):
         return None
-    if (root / "usr/sbin/asterisk").exists():
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Test sessions start side by side: one builds or installs, the others wait for it
+    # (two apt-get in one root fail on dpkg's lock; two debootstraps clobber each other).
+    with (root.parent / f"{root.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "usr/sbin/asterisk").exists():
+            _build_root(root)
         _install_missing(root)
-        return root
+        make_prompts(root)
+    return root
+
+
+def _build_root(root: Path) -> None:
     if shutil.which("debootstrap") is None:
         raise RuntimeError("no asterisk on PATH and no debootstrap: apt-get install debootstrap")
     building = root.with_name(root.name + ".tmp")
@@ -57,7 +69,6 @@ def ensure_root(root: Path = DEFAULT_ROOT) -> Path | None:
     )  # fmt: skip
     building.rename(root)
     _log("root ready")
-    return root
 
 
 def _install_missing(root: Path) -> None:
@@ -80,12 +91,40 @@ def _install_missing(root: Path) -> None:
         )  # fmt: skip
 
 
+PROMPT_TEXTS = REPO / "sounds" / "prompts.txt"
+PROMPT_SCRIPT = REPO / "scripts" / "make-prompts"
+# Where the Docker image keeps them too, so both run the script the same way.
+PROMPT_TOOLS = Path("/usr/local/share/callgate")
+
+
+def make_prompts(root: Path) -> None:
+    """Speak the refusal prompts into the root's Asterisk sounds; the script itself skips
+    the work while the texts are unchanged."""
+    # Inside the root: Debian's sounds/<lang> are absolute symlinks into the root's own
+    # /etc/alternatives, which resolve only there, and espeak-ng and sox are the root's.
+    tools = root / PROMPT_TOOLS.relative_to("/")
+    tools.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROMPT_TEXTS, tools / "prompts.txt")
+    shutil.copy(PROMPT_SCRIPT, tools / "make-prompts")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
+    result = subprocess.run(
+        ["chroot", str(root), "/bin/sh", str(PROMPT_TOOLS / "make-prompts"),
+         "--texts", str(PROMPT_TOOLS / "prompts.txt"), "--sounds", "/usr/share/asterisk/sounds"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"could not make the refusal prompts in {root}: {result.stderr.strip()}")
+    if result.stdout.strip():
+        _log(result.stdout.strip())
+
+
 @dataclass(frozen=True)
 class Ports:
     sip: int
     http: int
     carrier: int
     agi: int = 4573
+    ami: int = 0  # 0: the manager interface (AMI) off
 
 
 def set_option(text: str, section: str, key: str, value: str) -> str:
@@ -159,6 +198,8 @@ class AsteriskInstance:
             etc / "pjsip.conf", "carrier-aor", "contact", f"sip:127.0.0.1:{self.ports.carrier}"
         )
         self._edit(etc / "http.conf", "general", "bindport", str(self.ports.http))
+        if (etc / "manager.conf").exists():
+            self._manager(etc / "manager.conf")
         if self.ari_password:  # empty: keep the configuration's own
             self._edit(etc / "ari.conf", "callgate", "password", self.ari_password)
         for key, value in self.globals.items():
@@ -194,6 +235,15 @@ class AsteriskInstance:
             path.write_text(
                 text.replace("agi://127.0.0.1:4573/", f"agi://127.0.0.1:{self.ports.agi}/")
             )
+
+    def _manager(self, path: Path) -> None:
+        """AMI on this instance's own port, or off: a fixed 5038 would collide."""
+        if not self.ports.ami:
+            self._edit(path, "general", "enabled", "no")
+            return
+        self._edit(path, "general", "port", str(self.ports.ami))
+        if self.ari_password:  # the same secret as ARI's: one password file for the tests
+            self._edit(path, "callgate", "secret", self.ari_password)
 
     @staticmethod
     def _edit(path: Path, section: str, key: str, value: str) -> None:

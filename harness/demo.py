@@ -4,8 +4,9 @@
     python -m harness.demo --serve    # then keep running for a softphone, until Ctrl-C
 
 Brings up the cached Debian-unstable Asterisk with asterisk-conf/, a sipp carrier, and
-`callgate run` with a demo configuration and a fresh SQLite store in ./demo/. Then the
-agent 1001 (a sipp softphone) places calls: compliant, rewritten, rejected, emergency.
+`callgate run` with a demo configuration and a fresh SQLite store in ./demo/. Then
+`callgate doctor` checks the PBX, and the agent 1001 (a sipp softphone) places calls:
+compliant, rewritten, rejected, emergency.
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ def main() -> int:
     password_file = workdir / "ari-password"
     password_file.write_text(password)
     password_file.chmod(0o600)
-    ports = Ports(sip=_port(5060), http=_port(8088), carrier=_port(5070), agi=_port(4573))
+    ports = Ports(
+        sip=_port(5060), http=_port(8088), carrier=_port(5070), agi=_port(4573), ami=_port(5038)
+    )
     config = write_config(
         workdir / "callgate.toml", db=db, ari_url=f"http://127.0.0.1:{ports.http}",
-        password_file=password_file, agi_port=ports.agi,
+        password_file=password_file, agi_port=ports.agi, ami_port=ports.ami,
     )  # fmt: skip
 
     print("callgate demo: a local Asterisk 22, `callgate run` on SQLite, sipp as agent and carrier")
@@ -95,6 +98,7 @@ def main() -> int:
         refusals.start()
         print(f"Asterisk SIP on 127.0.0.1:{ports.sip}, ARI on {asterisk.ari_url}; "
               f"store {db}\n")  # fmt: skip
+        _doctor(config)
         for title, caller, number in CALLS:
             _demo_call(title, caller, number, ports, carrier, db, workdir)
         print(_softphone_help(ports))
@@ -117,6 +121,20 @@ def _cli(config: Path, *args: str) -> None:
         [*callgate_command(), "--config", str(config), *args],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def _doctor(config: Path) -> None:
+    """What the telecom team runs first: is this PBX wired right? (One call of its own,
+    rejected by the gate, which the carrier never sees.)"""
+    print("* callgate doctor: is this PBX wired right?", flush=True)
+    with subprocess.Popen(
+        [*callgate_command(), "--config", str(config), "doctor"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as doctor:  # fmt: skip
+        assert doctor.stdout is not None
+        for text in doctor.stdout:  # each check as it completes
+            print(f"  {text}", end="", flush=True)
+    print()
 
 
 def _demo_call(

@@ -39,6 +39,7 @@ def write_config(
     agi_port: int = 4573,
     ari_app: str = "callgate",
     node: str | None = None,
+    ami_port: int | None = None,
     **rules: Any,
 ) -> Path:
     lines = [
@@ -47,6 +48,9 @@ def write_config(
         f'app = "{ari_app}"', "",
         "[agi]", f'listen = "127.0.0.1:{agi_port}"', "",
         *(["[log]", f'node = "{node}"', ""] if node else []),
+        # The harness gives AMI the ARI password (harness.asterisk): one file for both.
+        *(["[ami]", f"port = {ami_port}", f'password_file = "{password_file}"', ""]
+          if ami_port else []),
         "[rules]", *(f"{key} = {json.dumps(value)}" for key, value in rules.items()), "",
         "[[companies]]", 'id = "acme"', 'name = "ACME"',
         'numbers = ["+33948000001", "+33947700001", "+33140000000"]', "",

@@ -20,6 +20,7 @@ __all__ = [
     "OppositionRecord",
     "Store",
     "StoreError",
+    "newest_schema_version",
     "open_store",
     "sqlite_path",
 ]
@@ -34,6 +35,18 @@ def sqlite_path(url: str) -> str | None:
     if "://" in url:
         return None
     return url
+
+
+def newest_schema_version(url: str) -> int:
+    """The schema version this callgate migrates a store of that URL's backend to."""
+    from importlib import resources
+
+    backend = "sqlite" if sqlite_path(url) is not None else "postgres"
+    folder = resources.files("callgate.store") / "migrations" / backend
+    return max(
+        int(entry.name.split("_", 1)[0]) for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )  # fmt: skip
 
 
 async def open_store(url: str, *, synchronous: str = "full") -> Store:

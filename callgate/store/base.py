@@ -201,6 +201,10 @@ class Store(Protocol):
     async def decision_key(self, decision_id: str) -> tuple[str, str] | None:
         """The (company, callee) a recorded decision was about, if it exists."""
 
+    async def decision_for_channel(self, channel: str, since: datetime) -> dict[str, Any] | None:
+        """The latest entry of the decision log for this channel (ARI: the channel id;
+        AGI: agi_uniqueid), recorded at ``since`` or later, which bounds the search."""
+
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int: ...
 
     async def revoke_consents(

@@ -249,6 +249,14 @@ class PostgresStore:
         )
         return (row["company"], row["callee"]) if row else None
 
+    async def decision_for_channel(self, channel: str, since: datetime) -> dict[str, Any] | None:
+        rows = await self._fetch(
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
+            " WHERE at >= $1 AND channel = $2 ORDER BY seq DESC LIMIT 1",
+            to_micros(since), channel,
+        )  # fmt: skip
+        return entry_from_row(tuple(rows[0])) if rows else None
+
     # ------------------------------------------------------------ the decision log
 
     async def log_entries(

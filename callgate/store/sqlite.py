@@ -420,6 +420,14 @@ class SqliteStore:
         )
         return (rows[0][0], rows[0][1]) if rows else None
 
+    async def decision_for_channel(self, channel: str, since: datetime) -> dict[str, Any] | None:
+        rows = await self._select(
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
+            " WHERE at >= :since AND channel = :channel ORDER BY seq DESC LIMIT 1",
+            {"since": to_micros(since), "channel": channel},
+        )
+        return entry_from_row(rows[0]) if rows else None
+
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
         return await self._write(
             "INSERT INTO consents"

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Configure Asterisk from the environment, then run it in the foreground.
 #   ARI_PASSWORD_FILE  the ARI password callgate uses (default /run/secrets/ari_password)
+#   AMI_PASSWORD_FILE  the AMI password `callgate doctor` uses (default
+#                      /run/secrets/ami_password); without it AMI stays off
 #   RTP_START, RTP_END the RTP port range (default 10000-10100)
 # `callgate-asterisk --configure-only DIR` writes the configuration into DIR and stops:
 # the test harness runs it in its own Debian root, so the image cannot drift.
@@ -19,6 +21,15 @@ if [ -r "$secret" ]; then
     sed -i "s|^password = .*|password = ${password}|" "$etc/ari.conf"
 else
     echo "callgate-asterisk: no ARI password at $secret: callgate cannot connect" >&2
+fi
+
+# AMI serves only `callgate doctor`; never with the shipped placeholder secret.
+ami_secret=${AMI_PASSWORD_FILE:-/run/secrets/ami_password}
+if [ -r "$ami_secret" ]; then
+    ami_password=$(tr -d '\r\n' < "$ami_secret")
+    sed -i "s|^secret = .*|secret = ${ami_password}|" "$etc/manager.conf"
+else
+    sed -i "s|^enabled = yes|enabled = no|" "$etc/manager.conf"
 fi
 
 if [ "${1:-}" = "--configure-only" ]; then
