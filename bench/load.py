@@ -2,6 +2,7 @@
 
     python -m bench.load --plot docs/load.png   # 100 to 1000 calls/s, 10 s a step
     python -m bench.load --rates 100 300 --seconds 5 --flavours bare ari
+    python -m bench.load --flavours ari ari-reads agi agi-reads   # the inputs' round trips
 
 Rig: sipp (the agent, authenticated) -> Asterisk 22 (asterisk-conf/) -> the gate ->
 Dial(Local/<n>@carrier-sim), which answers Busy(): the carrier is simulated inside Asterisk
@@ -16,6 +17,10 @@ the rate sustained, the response time (INVITE to final answer, from the microsec
 stamps of sipp's message trace) mean, p50 and p99, and the CPU seconds Asterisk and
 callgate used per second; then each flavour's highest rate against bare's, and the delay
 added at half of bare's highest rate. Prints Markdown for docs/benchmarks.md.
+
+``ari-reads`` and ``agi-reads`` are the gates on a PBX that hands them no inputs: an
+ari.conf without channelvars, AGI() without arguments. The gate then reads the four
+inputs from the channel (GET /channels/{id}/variable, GET VARIABLE) on every call.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from harness.asterisk import AsteriskInstance, Ports, ensure_root
+from harness.asterisk import CONF_DIR, AsteriskInstance, Ports, ensure_root
 from harness.gate import GateProcess, write_config
 from harness.sipp import free_port
 
@@ -187,13 +192,31 @@ def saturated(step: Step) -> bool:
     return step.failed != 0 or step.sustained < 0.95 * step.rate
 
 
+def conf_without_inputs(workdir: Path) -> Path:
+    """asterisk-conf/ with no channelvars in ari.conf and no arguments to AGI()."""
+    conf = workdir / "conf-without-inputs"
+    if conf.exists():
+        return conf
+    conf.mkdir()
+    for source in CONF_DIR.glob("*.conf"):
+        text = source.read_text()
+        if source.name == "ari.conf":
+            text = re.sub(r"(?m)^channelvars\s*=.*$", "", text)
+        elif source.name == "extensions.conf":
+            text = re.sub(r"(agi://127\.0\.0\.1:4573/check),[^)]*\)", r"\1)", text)
+        (conf / source.name).write_text(text)
+    return conf
+
+
 def start_flavour(flavour, root, workdir, synchronous="full"):
     """A fresh Asterisk for one flavour, and its gate (none for bare)."""
     password = secrets.token_urlsafe(12)
     ports = Ports(sip=free_port(), http=free_port(), carrier=free_port(), agi=free_port())
+    gate_flavour = flavour.removesuffix("-reads")
+    extra = {"conf_dir": conf_without_inputs(workdir)} if flavour.endswith("-reads") else {}
     asterisk = AsteriskInstance(
         f"bench-{flavour}", ports, password, root=root, globals_={"CALLGATE_ANNOUNCE": "no"},
-        flavour="agi" if flavour == "agi" else "ari",
+        flavour="agi" if gate_flavour == "agi" else "ari", **extra,
     )  # fmt: skip
     asterisk.start()
     patch_for_load(asterisk, flavour)
@@ -210,7 +233,7 @@ def start_flavour(flavour, root, workdir, synchronous="full"):
     config.write_text(text.replace("[ari]\n", "[ari]\nmax_concurrent = 512\n"))
     gate = GateProcess(
         config, site / "gate.log", ari_url=asterisk.ari_url, ari_password=password,
-        fake_now=FAKE_NOW, command="run" if flavour == "ari" else "agi",
+        fake_now=FAKE_NOW, command="run" if gate_flavour == "ari" else "agi",
     )  # fmt: skip
     gate.start()
     return asterisk, gate
