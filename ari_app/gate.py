@@ -188,12 +188,12 @@ class AriGate:
             return
         metrics.ARI_CLAIMS.labels("won" if won else "lost").inc()
 
-    def _start(self, channel: dict[str, Any], arguments: list[str]) -> None:
+    def _start(self, channel: dict[str, Any], arguments: list[str] | None) -> None:
         task = asyncio.create_task(self._handle(channel, arguments))
         self._inflight[task] = channel["id"]
         task.add_done_callback(self._inflight.pop)
 
-    async def _handle(self, channel: dict[str, Any], arguments: list[str]) -> None:
+    async def _handle(self, channel: dict[str, Any], arguments: list[str] | None) -> None:
         channel_id = channel["id"]
         started = time.perf_counter()
         decision = await self._decide(channel, arguments)
@@ -213,7 +213,7 @@ class AriGate:
             return
         log.info("%s", log_line(decision, channel_id, time.perf_counter() - started))
 
-    async def _decide(self, channel: dict[str, Any], arguments: list[str]) -> Decision:
+    async def _decide(self, channel: dict[str, Any], arguments: list[str] | None) -> Decision:
         carried = channel.get("channelvars")
         return await self.decider.decide(
             channel.get("caller", {}).get("number", ""),
@@ -264,12 +264,19 @@ class AriGate:
                 await self._hang_up(channel_id)
 
 
-def _stasis_arguments(channel: dict[str, Any]) -> list[str]:
-    """The Stasis() arguments of a channel fetched by id (its event is gone), or none."""
+def _stasis_arguments(channel: dict[str, Any]) -> list[str] | None:
+    """The gate's arguments of a channel fetched by id (its StasisStart is gone), rebuilt
+    from the application's data; None when they cannot be rebuilt exactly."""
     dialplan = channel.get("dialplan") or {}
-    if str(dialplan.get("app_name", "")).lower() != "stasis":
-        return []
-    return str(dialplan.get("app_data", "")).split(",")[1:]
+    app, data = str(dialplan.get("app_name", "")).lower(), str(dialplan.get("app_data", ""))
+    if any(mark in data for mark in '"\\()'):
+        return None  # Asterisk's quoting rules; a guess could misread an input
+    if app == "stasis":
+        return data.split(",")[1:]
+    if app == "stasisbroadcast":  # StasisBroadcast(timeout,filter,arg:arg...)
+        parts = data.split(",", 2)
+        return parts[2].split(":") if len(parts) > 2 and parts[2] else []
+    return None
 
 
 def _channelvars_line(carried: object) -> str:

@@ -622,7 +622,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 def _safe_url(url: str) -> str:
     """A store URL fit for a log: any password in it replaced."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    url = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 async def _doctor(args: argparse.Namespace, config: Config) -> int:

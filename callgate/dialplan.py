@@ -61,23 +61,32 @@ def given_inputs(arguments: Sequence[str], carried: Mapping[str, str] | None) ->
     """Each input from the first place that has it: the gate's arguments, then the channel
     variables the event carried (ARI's ``channelvars``); the rest are ``missing``.
 
-    Arguments are ``name=value`` (``company=acme``; ``CALLGATE_COMPANY=acme`` too) or, in
-    the order of INPUT_VARIABLES, positional: ``AGI(...,${CALLGATE_COMPANY},...)``.
+    Arguments are all ``name=value`` (``company=acme``; ``CALLGATE_COMPANY=acme`` too),
+    or all positional in the order of INPUT_VARIABLES: ``AGI(...,${CALLGATE_COMPANY},...)``.
+    The first argument decides which: a positional value is taken verbatim, so a campaign
+    named ``purpose=service`` stays a campaign. A positional argument given empty is given:
+    it means "unset", as the variable it was substituted from.
     """
     values: dict[str, str] = {}
+    named = bool(arguments) and "=" in arguments[0]
+    if not named and len(arguments) > len(INPUT_VARIABLES):
+        raise InputError(
+            f"too many gate arguments: {len(arguments)} given, at most {len(INPUT_VARIABLES)}"
+            " (COMPANY, PURPOSE, CAMPAIGN, DEPT), or name=value"
+        )
     for index, argument in enumerate(arguments):
+        if not named:
+            values[INPUT_VARIABLES[index]] = argument
+            continue
         name, sep, value = argument.partition("=")
-        if sep:
-            key = name.strip().lower()
-            variable = _ARGUMENT_NAMES.get(key.removeprefix("callgate_"))
-            if variable is None:
-                known = ", ".join(_ARGUMENT_NAMES)
-                raise InputError(f"unknown gate argument {name.strip()!r} (known: {known})")
-            values[variable] = value
-        elif index < len(INPUT_VARIABLES):
-            values.setdefault(INPUT_VARIABLES[index], argument)
-        else:
-            raise InputError(f"too many gate arguments: {len(arguments)} given")
+        variable = _ARGUMENT_NAMES.get(name.strip().lower().removeprefix("callgate_"))
+        if not sep or variable is None:
+            known = ", ".join(_ARGUMENT_NAMES)
+            raise InputError(f"unknown gate argument {argument!r}: name=value, with a name of"
+                             f" {known}")  # fmt: skip
+        if variable in values:
+            raise InputError(f"gate argument {name.strip()!r} given twice")
+        values[variable] = value
     for name in INPUT_VARIABLES:
         if name not in values and carried is not None and name in carried:
             values[name] = carried[name]

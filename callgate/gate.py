@@ -109,12 +109,14 @@ class CallDecider:
 
     async def decide(
         self, caller: str, callee: str, now: datetime, channel: str | None,
-        *, arguments: Sequence[str] = (), carried: Mapping[str, str] | None = None,
+        *, arguments: Sequence[str] | None = (), carried: Mapping[str, str] | None = None,
         read_variable: VariableReader | None = None,
     ) -> Decision:  # fmt: skip
-        """Decide one call from what the dialplan handed over: the gate's ``arguments``,
-        the channel variables the event ``carried``, and ``read_variable`` for the inputs
-        neither gave. An input that cannot be read refuses the call (GATE_ERROR)."""
+        """Decide one call from what the dialplan handed over: the gate's ``arguments``
+        (None: they were given but are lost), the channel variables the event ``carried``,
+        and ``read_variable`` for the inputs neither gave. An input that cannot be read
+        refuses the call (GATE_ERROR); so does running out of ``deadline``, reads and
+        decision together."""
         started = time.perf_counter()
         decision = await self._decide(caller, callee, now, channel, arguments, carried,
                                       read_variable)  # fmt: skip
@@ -123,16 +125,20 @@ class CallDecider:
 
     async def _decide(
         self, caller: str, callee: str, now: datetime, channel: str | None,
-        arguments: Sequence[str], carried: Mapping[str, str] | None,
+        arguments: Sequence[str] | None, carried: Mapping[str, str] | None,
         read_variable: VariableReader | None,
     ) -> Decision:  # fmt: skip
         unread = CallRequest(caller, callee, None)
+        if arguments is None:
+            return self._failed(unread, now, "the gate's arguments could not be recovered",
+                                channel)  # fmt: skip
         try:
             given = given_inputs(arguments, carried)
         except InputError as error:
             return self._failed(unread, now, str(error), channel, code=INPUT_INVALID)
+        deadline = asyncio.get_running_loop().time() + self.deadline
         try:
-            async with asyncio.timeout(self.deadline):
+            async with asyncio.timeout_at(deadline):
                 variables = await _read_missing(given, read_variable)
         except TimeoutError:
             return self._failed(unread, now, f"inputs not read within {self.deadline:g} s",
@@ -145,7 +151,7 @@ class CallDecider:
             request = request_from_channel(caller, callee, {**variables, "CALLGATE_PURPOSE": ""})
             return self._failed(request, now, str(error), channel, code=INPUT_INVALID)
         try:
-            async with asyncio.timeout(self.deadline), self._slots:
+            async with asyncio.timeout_at(deadline), self._slots:
                 decision = await check_call(
                     self.store, self.config, request, now, record=True, channel=channel
                 )
@@ -209,9 +215,12 @@ class _Unreadable(Exception):
 
 
 async def _read_missing(given: GivenInputs, read: VariableReader | None) -> dict[str, str]:
-    """The given inputs, plus the missing ones read from the channel, all at once."""
-    if not given.missing or read is None:
+    """The given inputs, plus the missing ones read from the channel, all at once; the
+    first that fails stops the others."""
+    if not given.missing:
         return dict(given.values)
+    if read is None:  # a front end that cannot ask the channel must not guess either
+        raise _Unreadable(f"no way to read {', '.join(given.missing)} from the channel")
 
     async def one(name: str) -> str:
         try:
@@ -219,8 +228,16 @@ async def _read_missing(given: GivenInputs, read: VariableReader | None) -> dict
         except Exception as error:
             raise _Unreadable(f"cannot read {name} from the channel: {error}") from error
 
-    values = await asyncio.gather(*(one(name) for name in given.missing))
-    return {**given.values, **dict(zip(given.missing, values, strict=True))}
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(name)) for name in given.missing]
+    except ExceptionGroup as failed:
+        first = failed.exceptions[0]
+        raise first if isinstance(first, _Unreadable) else _Unreadable(str(first)) from first
+    return {
+        **given.values,
+        **{name: task.result() for name, task in zip(given.missing, tasks, strict=True)},
+    }
 
 
 def gate_error(

@@ -241,6 +241,7 @@ class AsteriskInstance:
         if not self.ports.ami:
             self._edit(path, "general", "enabled", "no")
             return
+        self._edit(path, "general", "enabled", "yes")
         self._edit(path, "general", "port", str(self.ports.ami))
         if self.ari_password:  # the same secret as ARI's: one password file for the tests
             self._edit(path, "callgate", "secret", self.ari_password)

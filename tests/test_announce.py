@@ -3,6 +3,7 @@
 from builders import MONDAY, a_request, facts, judge, paris
 
 from callgate.announce import PROMPTS, prompt_for
+from callgate.model import Purpose
 
 
 def test_an_allowed_call_has_no_prompt():
@@ -24,3 +25,11 @@ def test_what_no_retry_changes_is_said_before_what_passes_with_time():
 
 def test_every_prompt_name_is_distinct():
     assert len(set(PROMPTS)) == len(PROMPTS) == 9
+
+
+def test_a_refusal_that_never_lifts_is_not_announced_as_one_of_hours():
+    # A contract call without a contract, at lunch time: waiting would not help.
+    decision = judge(paris(2026, 11, 23, 13, 0), a_request(purpose=Purpose.CONTRACT), facts())
+    assert set(decision.codes) == {"HOURS_OUTSIDE", "CONTRACT_MISSING"}
+    assert decision.retry_after is None
+    assert prompt_for(decision) == "refused"

@@ -66,10 +66,22 @@ def test_the_full_variable_name_is_accepted_as_an_argument():
 
 
 def test_a_misspelt_argument_is_refused_not_ignored():
-    with pytest.raises(InputError, match="unknown gate argument 'compnay'"):
+    with pytest.raises(InputError, match="unknown gate argument 'compnay=acme'"):
         given_inputs(["compnay=acme"], None)
     with pytest.raises(InputError, match="too many gate arguments"):
         given_inputs(["a", "b", "c", "d", "e"], None)
+    with pytest.raises(InputError, match="'purpose' given twice"):
+        given_inputs(["purpose=service", "purpose=prospecting"], None)
+    with pytest.raises(InputError, match="unknown gate argument 'acme'"):
+        given_inputs(["purpose=service", "acme"], None)  # the forms do not mix
+
+
+def test_a_positional_value_is_taken_verbatim_even_with_an_equals_sign():
+    """A campaign or département that looks like name=value must not become one."""
+    given = given_inputs(["acme", "prospecting", "promo=q4", "purpose=service"], None)
+    assert given.values["CALLGATE_PURPOSE"] == "prospecting"
+    assert given.values["CALLGATE_CAMPAIGN"] == "promo=q4"
+    assert given.values["CALLGATE_DEPT"] == "purpose=service"
 
 
 def test_the_channelvars_line_names_every_input():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -456,7 +457,14 @@ def _doctor(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def test_a_store_that_does_not_exist_is_a_finding_not_created(tmp_path):
+    result = _doctor(tmp_path)
+    assert f"FAIL  store             no store at {tmp_path / 'doctor.db'}" in result.stdout
+    assert not (tmp_path / "doctor.db").exists()
+
+
 def test_with_no_pbx_to_talk_to_the_doctor_fails_cleanly(tmp_path):
+    sqlite3.connect(tmp_path / "doctor.db").close()  # an empty file: migrated as on start
     result = _doctor(tmp_path)
     assert result.returncode == 1, result.stderr
     assert result.stderr == ""
@@ -473,3 +481,23 @@ def test_usage_errors_exit_2_without_a_traceback(tmp_path, args):
     result = _doctor(tmp_path, *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "error:" in result.stderr
+
+
+def test_a_malformed_store_url_is_a_finding_and_its_password_stays_hidden(tmp_path):
+    password = tmp_path / "ari-password"
+    password.write_text("x")
+    config = tmp_path / "callgate.toml"
+    config.write_text(
+        '[store]\nurl = "postgresql://u@127.0.0.1:99999/db?password=hunter2"\n'
+        f'[ari]\nurl = "http://127.0.0.1:9"\npassword_file = "{password}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
+    result = subprocess.run(
+        [CALLGATE, "--config", str(config), "doctor", "--json"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    [store] = [check for check in report["checks"] if check["name"] == "store"]
+    assert store["status"] == "fail"
+    assert "hunter2" not in result.stdout + result.stderr

@@ -84,7 +84,7 @@ async def test_a_reader_that_hangs_is_refused_at_the_deadline(decider):
     [
         ([], {"CALLGATE_PURPOSE": "spam"}, "CALLGATE_PURPOSE='spam'"),
         (["purpose=Spam"], {}, "CALLGATE_PURPOSE='spam'"),
-        (["compnay=acme"], {}, "unknown gate argument 'compnay'"),
+        (["compnay=acme"], {}, "unknown gate argument 'compnay=acme'"),
     ],
 )
 async def test_an_unusable_input_is_a_rejection_with_its_reason(
@@ -103,3 +103,17 @@ async def test_an_unknown_company_is_not_charged_to_the_only_one(decider):
         METRO_NPV, MOBILE, MONDAY, "c", read_variable=channel({"CALLGATE_COMPANY": "nope"})
     )
     assert "UNKNOWN_COMPANY" in decision.codes and not decision.allowed
+
+
+async def test_without_a_way_to_read_the_missing_inputs_the_call_is_refused(decider):
+    decision = await decider.decide(METRO_NPV, MOBILE, MONDAY, "c", arguments=["purpose=service"])
+    assert decision.codes == ("GATE_ERROR",)
+    assert "CALLGATE_COMPANY" in decision.reasons[0].message
+
+
+async def test_arguments_that_were_lost_refuse_the_call(decider):
+    """A channel found after a reconnect, whose Stasis arguments cannot be rebuilt."""
+    decision = await decider.decide(
+        METRO_NPV, MOBILE, MONDAY, "c", arguments=None, read_variable=channel({})
+    )
+    assert decision.codes == ("GATE_ERROR",)

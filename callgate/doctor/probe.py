@@ -1,10 +1,11 @@
 """The doctor's probing: ask the live PBX (ARI, AMI) and the store, hand the answers to
 the checks one by one as they come in.
 
-Everything it does is read-only, but for one call: Local/+000000@<context>, originated
-through ARI, which the gate must reject (DEST_INVALID) and the dialplan hang up with
-cause 21. A '+' number no trunk pattern like _X. matches, judged invalid by callgate: a
-mis-wired context cannot turn it into a real call. The gate records it in the decision
+Everything it does is read-only, but for the store's migrations (applied on open, as by
+every command) and one call: Local/+000000@<context>, originated through ARI, which the
+gate must reject (DEST_INVALID) and the dialplan hang up with cause 21. A '+' number no
+trunk pattern like _X. matches, with country code 0: a mis-wired context cannot turn it
+into a real call. The gate records it in the decision
 log, with the campaign "callgate-doctor".
 """
 
@@ -15,12 +16,14 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -39,7 +42,7 @@ from callgate.doctor.checks import (
     Status,
 )
 from callgate.doctor.routes import Key, Listing, Priority, Trace, parse_listing, trace
-from callgate.store import Store, StoreError, newest_schema_version, open_store
+from callgate.store import Store, StoreError, newest_schema_version, open_store, sqlite_path
 
 __all__ = ["Options", "examine"]
 
@@ -187,12 +190,21 @@ def _why(reply: HttpReply) -> str:
 async def _open(options: Options) -> tuple[Store | None, Check]:
     """The store as every callgate command opens it (migrated on open), and its version."""
     shipped = newest_schema_version(options.store_url)
+    path = sqlite_path(options.store_url)
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        # Opening would create an empty store and call it fine: a mistyped --db, or a
+        # doctor run where the gates do not run.
+        return None, checks.store(
+            options.store_label, f"no store at {path} (the gates create it at start)", None,
+            shipped,
+        )  # fmt: skip
     try:
         store = await open_store(options.store_url, synchronous=options.synchronous)
-    except StoreError as error:
+    except Exception as error:  # a malformed URL is a finding too, whatever raised it
         return None, checks.store(
-            options.store_label, _unsecret(str(error), options), None, shipped
-        )
+            options.store_label, _unsecret(str(error) or type(error).__name__, options), None,
+            shipped,
+        )  # fmt: skip
     try:
         version = await store.migrate()
     except StoreError as error:
@@ -204,8 +216,12 @@ async def _open(options: Options) -> tuple[Store | None, Check]:
 
 
 def _unsecret(text: str, options: Options) -> str:
-    password = urlsplit(options.store_url).password if "://" in options.store_url else None
-    return text.replace(password, "***") if password else text
+    url = options.store_url
+    secrets_in_url = [urlsplit(url).password] if "://" in url else []
+    secrets_in_url += re.findall(r"[?&]password=([^&]+)", url)
+    for secret in filter(None, secrets_in_url):
+        text = text.replace(secret, "***")
+    return text
 
 
 # ---------------------------------------------------------------- AMI and the dialplan

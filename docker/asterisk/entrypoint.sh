@@ -27,9 +27,8 @@ fi
 ami_secret=${AMI_PASSWORD_FILE:-/run/secrets/ami_password}
 if [ -r "$ami_secret" ]; then
     ami_password=$(tr -d '\r\n' < "$ami_secret")
-    sed -i "s|^secret = .*|secret = ${ami_password}|" "$etc/manager.conf"
-else
-    sed -i "s|^enabled = yes|enabled = no|" "$etc/manager.conf"
+    sed -i "s|^secret = .*|secret = ${ami_password}|; s|^enabled = no|enabled = yes|" \
+        "$etc/manager.conf"
 fi
 
 if [ "${1:-}" = "--configure-only" ]; then
