@@ -463,8 +463,21 @@ def test_a_store_that_does_not_exist_is_a_finding_not_created(tmp_path):
     assert not (tmp_path / "doctor.db").exists()
 
 
+def test_a_store_behind_this_callgate_is_found_and_left_as_it_is(tmp_path):
+    with sqlite3.connect(tmp_path / "doctor.db") as db:  # as an older callgate left it
+        db.execute("PRAGMA user_version = 1")
+    result = _doctor(tmp_path)
+    assert "FAIL  store" in result.stdout
+    assert "schema version 1, older than this callgate's (2)" in result.stdout
+    with sqlite3.connect(tmp_path / "doctor.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
 def test_with_no_pbx_to_talk_to_the_doctor_fails_cleanly(tmp_path):
-    sqlite3.connect(tmp_path / "doctor.db").close()  # an empty file: migrated as on start
+    _doctor(tmp_path)  # writes the configuration
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
+    subprocess.run([CALLGATE, "--config", str(tmp_path / "callgate.toml"), "db", "migrate"],
+                   check=True, capture_output=True, env=env)  # fmt: skip
     result = _doctor(tmp_path)
     assert result.returncode == 1, result.stderr
     assert result.stderr == ""

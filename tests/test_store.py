@@ -7,7 +7,7 @@ from builders import MONDAY, a_config, a_request, days, paris
 
 from callgate.gate import check_call
 from callgate.model import Consent, ConsentScope, Contract, Purpose
-from callgate.store import open_store
+from callgate.store import newest_schema_version, open_store, stored_schema_version
 
 CALLEE = "+33612345678"
 
@@ -270,3 +270,11 @@ async def test_a_failing_judge_fails_its_call_alone(store):
     assert [r.allowed for r in results if not isinstance(r, Exception)] == [True] * 3
     facts = await store.facts("acme", CALLEE, MONDAY + days(1), MONDAY - days(1))
     assert len(facts.attempts) == 3
+
+
+async def test_the_schema_version_is_read_without_migrating(store_url):
+    if store_url.startswith("postgresql"):
+        assert await stored_schema_version(store_url) == 0  # a database never migrated
+    store = await open_store(store_url)
+    await store.close()
+    assert await stored_schema_version(store_url) == newest_schema_version(store_url)

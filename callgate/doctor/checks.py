@@ -386,7 +386,7 @@ def trunk_pai(endpoint: str, reply: HttpReply) -> Check:
 
 
 def store(url: str, error: str | None, version: int | None, shipped: int) -> Check:
-    """The store opens (as every callgate command opens it, migrating) at a known schema."""
+    """The store opens at the schema this callgate migrates to: not older, not newer."""
     name = "store"
     if error is not None or version is None:
         return Check(
@@ -399,6 +399,14 @@ def store(url: str, error: str | None, version: int | None, shipped: int) -> Che
             f"store {url} is at schema version {version}, newer than this callgate's"
             f" ({shipped}): a newer callgate migrated it",
             "upgrade callgate here to the version the other nodes run",
+        )  # fmt: skip
+    if version < shipped:
+        return Check(
+            name, Status.FAIL,
+            f"store {url} is at schema version {version}, older than this callgate's"
+            f" ({shipped}): the gates on it run an older callgate, or it was never migrated",
+            "upgrade the gates to this callgate, then `callgate db migrate` (the gates also"
+            " migrate it when they start)",
         )  # fmt: skip
     return Check(name, Status.OK, f"store {url} answers, schema version {version} (current)")
 

@@ -1,11 +1,10 @@
 """The doctor's probing: ask the live PBX (ARI, AMI) and the store, hand the answers to
 the checks one by one as they come in.
 
-Everything it does is read-only, but for the store's migrations (applied on open, as by
-every command) and one call: Local/+000000@<context>, originated through ARI, which the
-gate must reject (DEST_INVALID) and the dialplan hang up with cause 21. A '+' number no
-trunk pattern like _X. matches, with country code 0: a mis-wired context cannot turn it
-into a real call. The gate records it in the decision
+Everything it does is read-only, but for one call: Local/+000000@<context>, originated
+through ARI, which the gate must reject (DEST_INVALID) and the dialplan hang up with
+cause 21. A '+' number no trunk pattern like _X. matches, with country code 0: a
+mis-wired context cannot turn it into a real call. The gate records it in the decision
 log, with the campaign "callgate-doctor".
 """
 
@@ -42,7 +41,14 @@ from callgate.doctor.checks import (
     Status,
 )
 from callgate.doctor.routes import Key, Listing, Priority, Trace, parse_listing, trace
-from callgate.store import Store, StoreError, newest_schema_version, open_store, sqlite_path
+from callgate.store import (
+    Store,
+    StoreError,
+    newest_schema_version,
+    open_store,
+    sqlite_path,
+    stored_schema_version,
+)
 
 __all__ = ["Options", "examine"]
 
@@ -188,7 +194,8 @@ def _why(reply: HttpReply) -> str:
 
 
 async def _open(options: Options) -> tuple[Store | None, Check]:
-    """The store as every callgate command opens it (migrated on open), and its version."""
+    """The store's schema version, read first; then the store, opened as every command
+    opens it (migrations would be applied, but an older schema has been reported)."""
     shipped = newest_schema_version(options.store_url)
     path = sqlite_path(options.store_url)
     if path is not None and path != ":memory:" and not Path(path).exists():
@@ -198,6 +205,16 @@ async def _open(options: Options) -> tuple[Store | None, Check]:
             options.store_label, f"no store at {path} (the gates create it at start)", None,
             shipped,
         )  # fmt: skip
+    try:
+        # Read before opening: opening migrates, and would hide a store left behind.
+        before = await stored_schema_version(options.store_url)
+    except Exception as error:  # a malformed URL is a finding too, whatever raised it
+        return None, checks.store(
+            options.store_label, _unsecret(str(error) or type(error).__name__, options), None,
+            shipped,
+        )  # fmt: skip
+    if before < shipped:
+        return None, checks.store(options.store_label, None, before, shipped)
     try:
         store = await open_store(options.store_url, synchronous=options.synchronous)
     except Exception as error:  # a malformed URL is a finding too, whatever raised it

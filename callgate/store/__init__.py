@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from callgate.store.base import (
     ConsentRecord,
     ContractRecord,
@@ -23,6 +25,7 @@ __all__ = [
     "newest_schema_version",
     "open_store",
     "sqlite_path",
+    "stored_schema_version",
 ]
 
 
@@ -47,6 +50,39 @@ def newest_schema_version(url: str) -> int:
         int(entry.name.split("_", 1)[0]) for entry in folder.iterdir()
         if entry.name.endswith(".sql")
     )  # fmt: skip
+
+
+async def stored_schema_version(url: str) -> int:
+    """The schema version a store is at, read without migrating it (0: never migrated).
+
+    Raises StoreError when the store cannot be read; a SQLite file is opened read-only.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        import sqlite3
+        from urllib.parse import quote
+
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
+            ) as db:
+                return int(db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read the store {path}: {error}") from error
+    import asyncpg
+
+    try:
+        db = await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise StoreError(f"cannot reach PostgreSQL: {error}") from error
+    try:
+        exists = await db.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+        version = await db.fetchval("SELECT max(version) FROM schema_version") if exists else 0
+        return int(version or 0)
+    except asyncpg.PostgresError as error:
+        raise StoreError(f"cannot read the PostgreSQL store: {error}") from error
+    finally:
+        await db.close()
 
 
 async def open_store(url: str, *, synchronous: str = "full") -> Store:
