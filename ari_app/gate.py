@@ -26,7 +26,7 @@ import aiohttp
 from ari_app.client import AriClient, AriError
 from callgate import metrics
 from callgate.config import Config
-from callgate.dialplan import CHANNELVARS_LINE, RESULT_VARIABLE, encode_result
+from callgate.dialplan import CHANNELVARS_LINE, INPUT_VARIABLES, RESULT_VARIABLE, encode_result
 from callgate.gate import CallDecider, VariableReader, log_line
 from callgate.model import Decision
 from callgate.store import Store
@@ -283,9 +283,9 @@ def _channelvars_line(carried: object) -> str:
     """The ari.conf line that carries the inputs, keeping the variables already listed."""
     if not isinstance(carried, dict) or not carried:
         return CHANNELVARS_LINE
-    ours = CHANNELVARS_LINE.split(" = ", 1)[1].split(",")
-    names = [*carried, *(name for name in ours if name not in carried)]
-    return "channelvars = " + ",".join(names)
+    return "channelvars = " + ",".join(
+        [*carried, *(n for n in INPUT_VARIABLES if n not in carried)]
+    )
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -231,9 +231,8 @@ async def _read_missing(given: GivenInputs, read: VariableReader | None) -> dict
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(name)) for name in given.missing]
-    except ExceptionGroup as failed:
-        first = failed.exceptions[0]
-        raise first if isinstance(first, _Unreadable) else _Unreadable(str(first)) from first
+    except ExceptionGroup as failed:  # one() made every failure an _Unreadable
+        raise failed.exceptions[0] from None
     return {
         **given.values,
         **{name: task.result() for name, task in zip(given.missing, tasks, strict=True)},

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from ari_app.gate import EVENTS
-from callgate.dialplan import INPUT_VARIABLES
+from callgate.dialplan import CHANNELVARS_LINE, INPUT_VARIABLES
 from callgate.doctor.routes import Priority, Trace
 
 __all__ = [
@@ -87,10 +87,7 @@ SYNTHETIC_NUMBER = "+000000"
 # The events a callgate gate asks Asterisk for: how the doctor tells a callgate gate from
 # another client holding the app name.
 GATE_EVENTS = frozenset(EVENTS)
-CHANNELVARS_FIX = (
-    "ari.conf [general]: channelvars = " + ",".join(INPUT_VARIABLES)
-    + ", then `module reload res_ari.so`"
-)  # fmt: skip
+CHANNELVARS_FIX = f"ari.conf [general]: {CHANNELVARS_LINE}, then `module reload res_ari.so`"
 
 
 def not_checked(name: str, why: str, fix: str | None = None) -> Check:

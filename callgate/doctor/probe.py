@@ -11,7 +11,6 @@ log, with the campaign "callgate-doctor".
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -29,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from panoramisk import Manager
 
+from ari_app.client import AriClient
 from callgate.config import Config, ConfigError
 from callgate.doctor import checks
 from callgate.doctor.checks import (
@@ -52,7 +52,7 @@ from callgate.store import (
 
 __all__ = ["Options", "examine"]
 
-HTTP_TIMEOUT = 5.0
+HTTP_TIMEOUT = 5.0  # AriClient's own limit on one request
 _NO_ARI = "needs ARI, which failed (see the ari check)"
 AMI_TIMEOUT = 5.0
 # The doctor's call rings for at most this long: the gate decides in milliseconds, and
@@ -87,7 +87,8 @@ async def examine(config: Config, options: Options, emit: Callable[[Check], None
         problem = None
     except ConfigError as error:
         password, problem = None, str(error)
-    async with _ari_session(ari.username, password or "") as session:
+    async with AriClient(ari.url, ari.username, password or "", ari.app) as client:
+        session = client.session
         info = await _get(session, ari.url, "/asterisk/info") if password is not None else None
         report(checks.ari_access(ari, problem, info))
         up = info is not None and info.status == 200
@@ -140,17 +141,6 @@ async def examine(config: Config, options: Options, emit: Callable[[Check], None
 
 
 # ---------------------------------------------------------------- ARI
-
-
-@contextlib.asynccontextmanager
-async def _ari_session(username: str, password: str) -> AsyncIterator[aiohttp.ClientSession]:
-    # In a header, never in the URL: error messages quote URLs, and stay free of secrets.
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    async with aiohttp.ClientSession(
-        headers={"Authorization": f"Basic {token}"},
-        timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
-    ) as session:
-        yield session
 
 
 async def _get(session: aiohttp.ClientSession, url: str, path: str) -> HttpReply:
