@@ -42,11 +42,18 @@ _STRICT_EXTRA: dict[Territory, tuple[str, ...]] = {
     Territory.MET: ("57", "6AE"),  # Alsace-Moselle, C. trav. L3134-13
     Territory.GP: ("BL", "MF"),
 }
-_DEPARTMENT_SUBDIVISION = {
-    "57": "57", "67": "6AE", "68": "6AE",
-    "971": "971", "972": "972", "973": "973", "974": "974", "976": "976",
-    "977": "BL", "978": "MF", "975": "PM",
-}  # fmt: skip
+# A département given by the dialer picks among the calendars of the number's own
+# territory, never another's: a Martinique number with département 67 is not in Alsace
+# (RULES-FR §2.3: the number's territory decides).
+_DEPARTMENT_SUBDIVISION: dict[Territory, dict[str, str]] = {
+    Territory.MET: {"57": "57", "67": "6AE", "68": "6AE"},
+    Territory.GP: {"971": "971", "977": "BL", "978": "MF"},
+    Territory.GF: {"973": "973"},
+    Territory.MQ: {"972": "972"},
+    Territory.RE: {"974": "974"},
+    Territory.YT: {"976": "976"},
+    Territory.PM: {"975": "PM"},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +75,8 @@ def _holidays(territory: Territory, year: int, strict: bool, dept: str | None) -
     if strict:
         # A dialer's département may be stale; the strict reading blocks regardless.
         subdivisions.extend(_STRICT_EXTRA.get(territory, ()))
-    if dept in _DEPARTMENT_SUBDIVISION:
-        subdivisions.append(_DEPARTMENT_SUBDIVISION[dept])
+    if dept is not None and (chosen := _DEPARTMENT_SUBDIVISION[territory].get(dept)):
+        subdivisions.append(chosen)
     table: dict[date, str] = {}
     for subdivision in subdivisions:
         for day, name in holidays.France(subdiv=subdivision, years=year).items():

@@ -63,6 +63,7 @@ class RuleSettings:
     strict_holidays: bool = True
     refusal_cooldown_days: int = 60
     consent_max_age_days: int = 365
+    appointment_window_minutes: int = 15
     allow_foreign: bool = False
     npv_prefixes: Mapping[str, frozenset[Territory]] = field(
         default_factory=lambda: DEFAULT_NPV_PREFIXES
@@ -228,7 +229,8 @@ def _rules(table: Mapping[str, Any]) -> RuleSettings:
         table,
         {
             "pack", "default_purpose", "strict_holidays", "refusal_cooldown_days",
-            "consent_max_age_days", "allow_foreign", "npv_prefixes", "emergency_numbers",
+            "consent_max_age_days", "appointment_window_minutes", "allow_foreign",
+            "npv_prefixes", "emergency_numbers",
         },
         p,
     )  # fmt: skip
@@ -244,6 +246,7 @@ def _rules(table: Mapping[str, Any]) -> RuleSettings:
         strict_holidays=_get(table, "strict_holidays", bool, p, True),
         refusal_cooldown_days=_days(table, "refusal_cooldown_days", 60),
         consent_max_age_days=_days(table, "consent_max_age_days", 365),
+        appointment_window_minutes=_minutes(table, "appointment_window_minutes", 15),
         allow_foreign=_get(table, "allow_foreign", bool, p, False),
     )
     if "npv_prefixes" in table:
@@ -381,6 +384,13 @@ def _days(table: Mapping[str, Any], key: str, default: int) -> int:
     value = _get(table, key, int, "rules.", default)
     if value < 0:
         raise ConfigError(f"rules.{key}: must be zero or more days, not {value}")
+    return value
+
+
+def _minutes(table: Mapping[str, Any], key: str, default: int) -> int:
+    value = _get(table, key, int, "rules.", default)
+    if value < 1:
+        raise ConfigError(f"rules.{key}: must be one minute or more, not {value}")
     return value
 
 

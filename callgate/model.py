@@ -7,9 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "Appointment",
     "Attempt",
     "CallRequest",
     "Consent",
+    "ConsentChannel",
     "ConsentScope",
     "Contract",
     "Decision",
@@ -35,6 +37,17 @@ class Purpose(StrEnum):
 class ConsentScope(StrEnum):
     PROSPECTING = "prospecting"
     OUT_OF_HOURS = "out_of_hours"
+
+
+class ConsentChannel(StrEnum):
+    """Through which channel a consent was collected (décret of July 2026, R223-1)."""
+
+    WEB = "web"
+    PHONE = "phone"
+    PAPER = "paper"
+    EMAIL = "email"
+    SMS = "sms"
+    OTHER = "other"
 
 
 class Verdict(StrEnum):
@@ -69,6 +82,13 @@ class Consent:
     source: str | None = None
     proof: str | None = None
     given_by: str | None = None  # the person who consented, when not the line's holder
+    # What the record must say to prove itself (R223-1, R223-2 as reported):
+    collected_by: str | None = None  # who collected it (an agent, a partner, a web form)
+    channel: ConsentChannel | None = None
+    covers: str | None = None  # the products or services consented to
+    proof_sha256: str | None = None  # the proof as a file: its digest and its name
+    proof_name: str | None = None
+    revoked_how: str | None = None  # "revoked" (consent revoke) or "withdrawn" (by voice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +105,18 @@ class Opposition:
     source: str
     added_at: datetime
     company: str | None = None  # None: against every company (a Bloctel entry)
+    removed_at: datetime | None = None  # a removed entry still revoked the consents before it
+
+    def active_at(self, instant: datetime) -> bool:
+        return self.added_at <= instant and (self.removed_at is None or instant < self.removed_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Appointment:
+    """The callee's agreement to a call at a precise date and time (new L223-1)."""
+
+    start: datetime
+    end: datetime | None = None  # None: ``appointment_window_minutes`` from the start
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +128,7 @@ class Facts:
     consents: tuple[Consent, ...] = ()
     contracts: tuple[Contract, ...] = ()
     oppositions: tuple[Opposition, ...] = ()
+    appointments: tuple[Appointment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,8 @@ async def test_consents_contracts_optouts_and_outcomes_change_the_verdict(client
             "/v1/optouts", json={"to": "0612345678", "at": "2026-11-01"}, headers=AUTH
         )
     ).status == 201
-    assert set(await verdict()) == {"REFUSAL_COOLDOWN", "OPPOSITION_LISTED"}
+    # The opt-out is also a revocation of the consent given before it.
+    assert set(await verdict()) == {"REFUSAL_COOLDOWN", "OPPOSITION_LISTED", "CONSENT_REVOKED"}
     removed = await client.post(
         "/v1/optouts/remove", json={"to": "0612345678", "at": "2026-11-02"}, headers=AUTH
     )

@@ -184,8 +184,15 @@ def test_optout_add_remove_list(run):
     rejected = verdict(
         run, "--from", "0948000001", "--to", "0612345678", "--at", "2026-11-23T11:00", status=1
     )
-    assert [r["code"] for r in rejected["reasons"]] == ["OPPOSITION_LISTED"]
+    # The opt-out is also a revocation of the consent given before it (RULES-FR §4).
+    codes = [r["code"] for r in rejected["reasons"]]
+    assert codes == ["OPPOSITION_LISTED", "CONSENT_REVOKED"]
     run("optout", "remove", "--to", "0612345678", "--at", "2026-11-20", check_status=0)
+    revoked = verdict(
+        run, "--from", "0948000001", "--to", "0612345678", "--at", "2026-11-23T11:00", status=1
+    )
+    assert [r["code"] for r in revoked["reasons"]] == ["CONSENT_REVOKED"]
+    run("consent", "add", "--to", "0612345678", "--at", "2026-11-21", check_status=0)
     verdict(run, "--from", "0948000001", "--to", "0612345678", "--at", "2026-11-23T11:00", status=0)
     listed = run("optout", "list", "--json", check_status=0)
     assert instant(json.loads(listed.stdout)["removed_at"]) == instant("2026-11-20T00:00:00+01:00")

@@ -22,10 +22,10 @@ async def store(store_url):
 async def test_schema_is_versioned_and_migrations_run_once(store_url):
     path = store_url
     first = await open_store(path)
-    assert await first.migrate() == 2
+    assert await first.migrate() == 3
     await first.close()
     again = await open_store(path)
-    assert await again.migrate() == 2
+    assert await again.migrate() == 3
     await again.close()
 
 
@@ -87,10 +87,12 @@ async def test_the_facts_read_searches_an_index_in_every_table(tmp_path):
 async def test_removed_opposition_no_longer_counts_and_stays_on_record(store):
     await store.add_oppositions([CALLEE], "acme", "internal", paris(2026, 9, 1))
     assert await store.remove_oppositions(CALLEE, "acme", paris(2026, 10, 1)) == 1
-    assert (await store.facts("acme", CALLEE, paris(2026, 9, 15), paris(2026, 9, 1))).oppositions
-    assert not (
-        await store.facts("acme", CALLEE, paris(2026, 10, 2), paris(2026, 9, 1))
-    ).oppositions
+    since = paris(2026, 9, 1)
+    [during] = (await store.facts("acme", CALLEE, paris(2026, 9, 15), since)).oppositions
+    assert during.active_at(paris(2026, 9, 15)) and during.removed_at is None  # not yet, then
+    # Still read once removed (it revoked the consents before it), but no longer active.
+    [after] = (await store.facts("acme", CALLEE, paris(2026, 10, 2), since)).oppositions
+    assert after.removed_at == paris(2026, 10, 1) and not after.active_at(paris(2026, 10, 2))
     history = [entry async for entry in store.oppositions(CALLEE, "acme")]
     assert history[0].removed_at == paris(2026, 10, 1)
 

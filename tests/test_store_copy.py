@@ -10,9 +10,9 @@ from builders import MONDAY, a_config, a_request, days, paris
 
 from callgate.cli_log import verify_chain
 from callgate.gate import check_call
-from callgate.model import Consent, ConsentScope, Contract
+from callgate.model import Appointment, Consent, ConsentScope, Contract
 from callgate.store import StoreError, open_store
-from callgate.store.base import RECORD_TABLES, LogQuery
+from callgate.store.base import RECORD_TABLES, AppointmentRecord, LogQuery
 from callgate.store.copy import copy_store
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "callgate.toml"
@@ -35,7 +35,8 @@ def urls(request, tmp_path):
 async def _fill(store) -> None:
     """Records in every table, a purged log (an anchor) and a revoked consent among them."""
     config = a_config()
-    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
+    # Given after the crm opt-out below: an opt-out revokes the consents given before it.
+    await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 4)))
     await store.add_consent("acme", OTHER, Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1)))
     await store.revoke_consents("acme", OTHER, None, paris(2026, 2, 1))
     await store.add_contract("acme", OTHER, Contract(paris(2025, 6, 1), paris(2026, 6, 1)))
@@ -47,6 +48,9 @@ async def _fill(store) -> None:
     for at in [MONDAY - days(7), MONDAY - days(6), MONDAY - days(5)]:
         await check_call(store, config, a_request(), at, record=True)
     await store.add_refusal("acme", OTHER, paris(2026, 3, 1), "agent")
+    await store.add_appointment("acme", OTHER, AppointmentRecord(
+        0, "acme", OTHER, Appointment(MONDAY + days(5), None), paris(2026, 1, 5), source="call",
+    ))  # fmt: skip
     await store.purge_log(MONDAY - days(35), MONDAY)
 
 
@@ -62,6 +66,7 @@ async def _state(store) -> dict:
         "anchor": await store.log_anchor(),
         "consents": await store.consents("acme", None),
         "contracts": await store.contracts("acme", None),
+        "appointments": await store.appointments("acme", None),
     }
 
 
@@ -124,7 +129,7 @@ async def test_db_copy_from_the_command_line(tmp_path, postgres):
     await source.close()
     done = _callgate("db", "copy", "--to", target_url, db=source_url)
     assert done.returncode == 0, done.stderr
-    assert "copied 16 records" in done.stdout
+    assert "copied 17 records" in done.stdout
     assert "the copy's decision log verifies: 3 entries" in done.stdout
     assert "  attempts: 6" in done.stderr
     assert "callgate:***@" in done.stderr and "s3cret" not in done.stderr + done.stdout

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
+from callgate.model import Appointment, Consent, ConsentScope, Contract, Decision, Facts
 
 _log = logging.getLogger("callgate.store")
 
 __all__ = [
     "RECORD_TABLES",
+    "WITHDRAWAL_SOURCE",
     "Abandoned",
+    "AppointmentRecord",
     "Batch",
     "ConsentRecord",
     "ContractRecord",
@@ -23,6 +25,7 @@ __all__ = [
     "OppositionRecord",
     "Store",
     "StoreError",
+    "Withdrawal",
     "finish_even_if_abandoned",
     "from_micros",
     "instant_of",
@@ -49,6 +52,32 @@ class ContractRecord:
     company: str
     callee: str
     contract: Contract
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentRecord:
+    id: int
+    company: str
+    callee: str
+    appointment: Appointment
+    recorded_at: datetime
+    cancelled_at: datetime | None = None
+    source: str | None = None
+    proof: str | None = None
+    agreed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """What recording a spoken withdrawal did (RULES-FR §3.3), in one transaction."""
+
+    revoked: int  # consents revoked
+    opposed: bool  # False: the callee was already on the company's list from this source
+    refusal_id: int
+
+
+# The opposition source of an entry a withdrawal adds, and the refusal's.
+WITHDRAWAL_SOURCE = "withdrawal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +138,8 @@ class LogQuery:
 # Every table that holds records, in the order a copy restores them; the schema's own
 # bookkeeping (its version) is not a record and is not copied.
 RECORD_TABLES = (
-    "attempts", "refusals", "consents", "contracts", "opposition", "decisions", "log_anchor",
+    "attempts", "refusals", "consents", "contracts", "opposition", "appointments", "decisions",
+    "log_anchor",
 )  # fmt: skip
 
 
@@ -212,6 +242,25 @@ class Store(Protocol):
     ) -> int: ...
 
     async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]: ...
+
+    async def withdraw(
+        self, company: str, callee: str, at: datetime, source: str
+    ) -> Withdrawal:
+        """The callee withdrew consent by voice at ``at`` (RULES-FR §3.3), atomically, for
+        this company only: revoke its consents given by then, list the callee on its
+        opposition list, and record a refusal (the cool-down starts)."""
+
+    async def add_appointment(self, company: str, callee: str, record: AppointmentRecord) -> int:
+        """Record an appointment (``record.id`` is ignored)."""
+
+    async def cancel_appointments(
+        self, company: str, callee: str, start: datetime, at: datetime
+    ) -> int:
+        """Cancel the appointments of (company, callee) that start at ``start``."""
+
+    async def appointments(
+        self, company: str | None, callee: str | None
+    ) -> list[AppointmentRecord]: ...
 
     async def add_contract(self, company: str, callee: str, contract: Contract) -> int: ...
 

@@ -26,7 +26,9 @@ from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
     RECORD_TABLES,
+    WITHDRAWAL_SOURCE,
     Abandoned,
+    AppointmentRecord,
     Batch,
     ConsentRecord,
     ContractRecord,
@@ -34,6 +36,7 @@ from callgate.store.base import (
     LogQuery,
     OppositionRecord,
     StoreError,
+    Withdrawal,
     finish_even_if_abandoned,
     from_micros,
     instant_of,
@@ -41,7 +44,12 @@ from callgate.store.base import (
     to_micros,
 )
 from callgate.store.sql import (
+    APPOINTMENT_COLUMNS,
+    CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    appointment_from_row,
+    consent_from_row,
+    consent_values,
     entry_from_row,
     facts_from_rows,
     facts_sql,
@@ -54,6 +62,15 @@ _CHAIN_LOCK = 7_236_001  # the decision log's own advisory lock key
 _MIGRATION_LOCK = 7_236_002
 
 _FACTS_SQL = facts_sql("= :callee")
+_INSERT_CONSENT = (
+    f"INSERT INTO consents ({', '.join(CONSENT_COLUMNS[1:])})"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, len(CONSENT_COLUMNS)))}) RETURNING id"
+)
+# A revocation ends the consents given by then (RULES-FR §4: "given before the call").
+_REVOKE = (
+    "UPDATE consents SET revoked_at = $1, revoked_how = $2 WHERE company = $3 AND callee = $4"
+    " AND revoked_at IS NULL AND given_at <= $1 AND ($5::text IS NULL OR scope = $5)"
+)
 _FACTS_MANY_SQL = facts_sql("= ANY(:callees)")
 
 
@@ -329,42 +346,73 @@ class PostgresStore:
         ))  # fmt: skip
 
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
-        return int(await self._fetchval(
-            "INSERT INTO consents"
-            " (company, callee, scope, given_at, expires_at, source, proof, given_by)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            company, callee, consent.scope.value, to_micros(consent.given_at),
-            to_micros(consent.expires_at) if consent.expires_at else None,
-            consent.source, consent.proof, consent.given_by,
-        ))  # fmt: skip
+        return int(
+            await self._fetchval(_INSERT_CONSENT, *consent_values(company, callee, consent))
+        )
 
     async def revoke_consents(
         self, company: str, callee: str, scope: ConsentScope | None, at: datetime
     ) -> int:
         return await self._count(
-            "UPDATE consents SET revoked_at = $1 WHERE company = $2 AND callee = $3"
-            " AND revoked_at IS NULL AND given_at <= $1 AND ($4::text IS NULL OR scope = $4)",
-            to_micros(at), company, callee, scope.value if scope else None,
-        )  # fmt: skip
+            _REVOKE, to_micros(at), "revoked", company, callee, scope.value if scope else None
+        )
+
+    async def withdraw(self, company: str, callee: str, at: datetime, source: str) -> Withdrawal:
+        micros = to_micros(at)
+        async with self._pool.acquire() as db, db.transaction():
+            revoked = await db.execute(_REVOKE, micros, "withdrawn", company, callee, None)
+            opposed = await db.fetch(
+                "INSERT INTO opposition (callee, company, source, added_at)"
+                " VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (callee, company, source) WHERE removed_at IS NULL DO NOTHING"
+                " RETURNING 1",
+                callee, company, WITHDRAWAL_SOURCE, micros,
+            )  # fmt: skip
+            refusal = await db.fetchval(
+                "INSERT INTO refusals (company, callee, at, source) VALUES ($1, $2, $3, $4)"
+                " RETURNING id",
+                company, callee, micros, source,
+            )  # fmt: skip
+        return Withdrawal(int(revoked.split()[-1]), bool(opposed), int(refusal))
 
     async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]:
         rows = await self._fetch(
-            "SELECT id, company, callee, scope, given_at, expires_at, revoked_at, source, proof,"
-            " given_by FROM consents WHERE ($1::text IS NULL OR company = $1)"
+            f"SELECT {', '.join(CONSENT_COLUMNS)} FROM consents"
+            " WHERE ($1::text IS NULL OR company = $1)"
             " AND ($2::text IS NULL OR callee = $2) ORDER BY given_at, id",
             company, callee,
         )  # fmt: skip
-        return [
-            ConsentRecord(
-                r["id"], r["company"], r["callee"],
-                Consent(
-                    ConsentScope(r["scope"]), instant_of(r["given_at"]),
-                    from_micros(r["expires_at"]), from_micros(r["revoked_at"]),
-                    r["source"], r["proof"], r["given_by"],
-                ),
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [consent_from_row(row) for row in rows]
+
+    async def add_appointment(self, company: str, callee: str, record: AppointmentRecord) -> int:
+        a = record.appointment
+        return int(await self._fetchval(
+            f"INSERT INTO appointments ({', '.join(APPOINTMENT_COLUMNS[1:])})"
+            f" VALUES ({', '.join(f'${i}' for i in range(1, len(APPOINTMENT_COLUMNS)))})"
+            " RETURNING id",
+            company, callee, to_micros(a.start), to_micros(a.end) if a.end else None,
+            to_micros(record.recorded_at), None, record.source, record.proof, record.agreed_by,
+        ))  # fmt: skip
+
+    async def cancel_appointments(
+        self, company: str, callee: str, start: datetime, at: datetime
+    ) -> int:
+        return await self._count(
+            "UPDATE appointments SET cancelled_at = $1 WHERE company = $2 AND callee = $3"
+            " AND start_at = $4 AND cancelled_at IS NULL",
+            to_micros(at), company, callee, to_micros(start),
+        )  # fmt: skip
+
+    async def appointments(
+        self, company: str | None, callee: str | None
+    ) -> list[AppointmentRecord]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(APPOINTMENT_COLUMNS)} FROM appointments"
+            " WHERE ($1::text IS NULL OR company = $1) AND ($2::text IS NULL OR callee = $2)"
+            " ORDER BY start_at, id",
+            company, callee,
+        )  # fmt: skip
+        return [appointment_from_row(row) for row in rows]
 
     async def add_contract(self, company: str, callee: str, contract: Contract) -> int:
         return int(await self._fetchval(

@@ -24,17 +24,13 @@ from typing import Any
 import aiosqlite
 
 from callgate.auditlog import GENESIS, log_entry
-from callgate.model import (
-    Consent,
-    ConsentScope,
-    Contract,
-    Decision,
-    Facts,
-)
+from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
     RECORD_TABLES,
+    WITHDRAWAL_SOURCE,
     Abandoned,
+    AppointmentRecord,
     Batch,
     ConsentRecord,
     ContractRecord,
@@ -42,14 +38,20 @@ from callgate.store.base import (
     LogQuery,
     OppositionRecord,
     StoreError,
+    Withdrawal,
     from_micros,
     instant_of,
     order_key,
     to_micros,
 )
 from callgate.store.sql import (
+    APPOINTMENT_COLUMNS,
     BY_JOB,
+    CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    appointment_from_row,
+    consent_from_row,
+    consent_values,
     entry_from_row,
     facts_from_rows,
     facts_sql,
@@ -72,6 +74,15 @@ WITH jobs(i, company, callee, t_now, t_since, t_horizon) AS (
          json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
   FROM json_each(:jobs))
 """ + facts_sql("= jobs.callee", BY_JOB)
+_INSERT_CONSENT = (
+    f"INSERT INTO consents ({', '.join(CONSENT_COLUMNS[1:])})"
+    f" VALUES ({', '.join('?' * (len(CONSENT_COLUMNS) - 1))})"
+)
+# A revocation ends the consents given by then (RULES-FR §4: "given before the call").
+_REVOKE = (
+    "UPDATE consents SET revoked_at = ?, revoked_how = ? WHERE company = ? AND callee = ?"
+    " AND revoked_at IS NULL AND given_at <= ? AND (? IS NULL OR scope = ?)"
+)
 _INSERT_ATTEMPT = (
     "INSERT INTO attempts (company, callee, at, purpose, decision_id) VALUES (?, ?, ?, ?, ?)"
 )
@@ -429,44 +440,73 @@ class SqliteStore:
         return entry_from_row(rows[0]) if rows else None
 
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
-        return await self._write(
-            "INSERT INTO consents"
-            " (company, callee, scope, given_at, expires_at, source, proof, given_by)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                company, callee, consent.scope.value, to_micros(consent.given_at),
-                to_micros(consent.expires_at) if consent.expires_at else None,
-                consent.source, consent.proof, consent.given_by,
-            ),
-        )  # fmt: skip
+        return await self._write(_INSERT_CONSENT, consent_values(company, callee, consent))
 
     async def revoke_consents(
         self, company: str, callee: str, scope: ConsentScope | None, at: datetime
     ) -> int:
+        micros = to_micros(at)
         return await self._write(
-            "UPDATE consents SET revoked_at = ? WHERE company = ? AND callee = ?"
-            " AND revoked_at IS NULL AND given_at <= ? AND (? IS NULL OR scope = ?)",
-            (to_micros(at), company, callee, to_micros(at), _value(scope), _value(scope)),
+            _REVOKE, (micros, "revoked", company, callee, micros, _value(scope), _value(scope))
         )
+
+    async def withdraw(self, company: str, callee: str, at: datetime, source: str) -> Withdrawal:
+        micros = to_micros(at)
+        async with self._transaction():
+            revoked = await self._db.execute(
+                _REVOKE, (micros, "withdrawn", company, callee, micros, None, None)
+            )
+            opposed = await self._db.execute(
+                "INSERT OR IGNORE INTO opposition (callee, company, source, added_at)"
+                " VALUES (?, ?, ?, ?)",
+                (callee, company, WITHDRAWAL_SOURCE, micros),
+            )
+            refusal = await self._db.execute(
+                "INSERT INTO refusals (company, callee, at, source) VALUES (?, ?, ?, ?)",
+                (company, callee, micros, source),
+            )
+        return Withdrawal(revoked.rowcount, opposed.rowcount == 1, int(refusal.lastrowid or 0))
 
     async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]:
         rows = await self._select(
-            "SELECT id, company, callee, scope, given_at, expires_at, revoked_at, source, proof,"
-            " given_by"
-            " FROM consents WHERE (:company IS NULL OR company = :company)"
+            f"SELECT {', '.join(CONSENT_COLUMNS)} FROM consents"
+            " WHERE (:company IS NULL OR company = :company)"
             " AND (:callee IS NULL OR callee = :callee) ORDER BY given_at, id",
             {"company": company, "callee": callee},
         )
-        return [
-            ConsentRecord(
-                row[0], row[1], row[2],
-                Consent(
-                    ConsentScope(row[3]), instant_of(row[4]), from_micros(row[5]),
-                    from_micros(row[6]), row[7], row[8], row[9],
-                ),
-            )
-            for row in rows
-        ]  # fmt: skip
+        return [consent_from_row(row) for row in rows]
+
+    async def add_appointment(self, company: str, callee: str, record: AppointmentRecord) -> int:
+        a = record.appointment
+        return await self._write(
+            f"INSERT INTO appointments ({', '.join(APPOINTMENT_COLUMNS[1:])})"
+            f" VALUES ({', '.join('?' * (len(APPOINTMENT_COLUMNS) - 1))})",
+            (
+                company, callee, to_micros(a.start), to_micros(a.end) if a.end else None,
+                to_micros(record.recorded_at), None, record.source, record.proof,
+                record.agreed_by,
+            ),
+        )  # fmt: skip
+
+    async def cancel_appointments(
+        self, company: str, callee: str, start: datetime, at: datetime
+    ) -> int:
+        return await self._write(
+            "UPDATE appointments SET cancelled_at = ? WHERE company = ? AND callee = ?"
+            " AND start_at = ? AND cancelled_at IS NULL",
+            (to_micros(at), company, callee, to_micros(start)),
+        )
+
+    async def appointments(
+        self, company: str | None, callee: str | None
+    ) -> list[AppointmentRecord]:
+        rows = await self._select(
+            f"SELECT {', '.join(APPOINTMENT_COLUMNS)} FROM appointments"
+            " WHERE (:company IS NULL OR company = :company)"
+            " AND (:callee IS NULL OR callee = :callee) ORDER BY start_at, id",
+            {"company": company, "callee": callee},
+        )
+        return [appointment_from_row(row) for row in rows]
 
     async def add_contract(self, company: str, callee: str, contract: Contract) -> int:
         return await self._write(

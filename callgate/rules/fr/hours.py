@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from callgate.calendar import holiday_name, in_window, next_allowed
-from callgate.model import ConsentScope, Reason
+from callgate.model import Appointment, ConsentScope, Reason
 from callgate.rules.fr.consent import consent_valid
 from callgate.rules.fr.context import Context
+from callgate.rules.fr.rulesets import OPPOSITION_REGIME
 
-__all__ = ["calling_hours"]
+__all__ = ["appointment_end", "calling_hours"]
 
 
 def calling_hours(ctx: Context) -> Reason | None:
     """C. consom. D223-9: Monday-Friday, 10:00-13:00 and 14:00-20:00, no public holiday."""
-    if consent_valid(ctx, ConsentScope.OUT_OF_HOURS):
+    if ctx.ruleset == OPPOSITION_REGIME and consent_valid(ctx, ConsentScope.OUT_OF_HOURS):
         return None  # D223-9: "sauf consentement exprès et préalable"
+    if ctx.ruleset != OPPOSITION_REGIME and (booked := _appointment_now(ctx)) is not None:
+        return booked
     local = ctx.local_now
     reading = ctx.holiday_reading
     if local.weekday() >= 5:
@@ -25,4 +30,28 @@ def calling_hours(ctx: Context) -> Reason | None:
         message = f"{local:%H:%M} callee time is outside 10:00-13:00 and 14:00-20:00"
     else:
         return None
-    return Reason(code, message, lifts_at=next_allowed(ctx.now, ctx.territory, reading))
+    # An appointment ahead may open the line before the next window does.
+    opens = next_allowed(ctx.now, ctx.territory, reading)
+    ahead = [a.start for a in ctx.facts.appointments if ctx.now < a.start < opens]
+    return Reason(code, message, lifts_at=min(ahead, default=opens))
+
+
+def appointment_end(appointment: Appointment, window_minutes: int) -> datetime:
+    """Where an appointment ends: its own end, else ``appointment_window_minutes`` on."""
+    return appointment.end or appointment.start + timedelta(minutes=window_minutes)
+
+
+def _appointment_now(ctx: Context) -> Reason | None:
+    """New C. consom. L223-1: a call at the date and time the callee agreed to."""
+    window = ctx.settings.appointment_window_minutes
+    for appointment in ctx.facts.appointments:
+        end = appointment_end(appointment, window)
+        if appointment.start <= ctx.now < end:
+            zone = ctx.local_now.tzinfo
+            start, end = appointment.start.astimezone(zone), end.astimezone(zone)
+            return Reason(
+                "APPOINTMENT",
+                f"the callee agreed to this call: {start:%Y-%m-%d %H:%M}-{end:%H:%M} callee time",
+                blocking=False,
+            )
+    return None

@@ -16,7 +16,7 @@ def opposition_listed(ctx: Context) -> Reason | None:
     company = ctx.company.id if ctx.company else None
     entries = [
         entry for entry in ctx.facts.oppositions
-        if entry.added_at <= ctx.now and entry.company in (None, company)
+        if entry.active_at(ctx.now) and entry.company in (None, company)
     ]  # fmt: skip
     if not entries:
         return None
