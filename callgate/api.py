@@ -22,15 +22,21 @@ from aiohttp import web
 
 from ari_app.client import AriClient, AriError
 from callgate import inputs, metrics
-from callgate.cli_format import consent_json, contract_json, decision_json, opposition_json
+from callgate.cli_format import (
+    appointment_json,
+    consent_json,
+    contract_json,
+    decision_json,
+    opposition_json,
+)
 from callgate.config import Config, ConfigError
 from callgate.gate import check_call
 from callgate.health import health_body, metrics_text, store_state
-from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
+from callgate.model import CallRequest, ConsentScope, Contract, Purpose
 from callgate.scrub import scrub
 from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store, StoreError
-from callgate.store.base import LogQuery
+from callgate.store.base import AppointmentRecord, LogQuery
 
 __all__ = ["make_app"]
 
@@ -66,6 +72,10 @@ def make_app(
     app.router.add_get("/v1/consents", consents_list)
     app.router.add_post("/v1/consents", consents_add)
     app.router.add_post("/v1/consents/revoke", consents_revoke)
+    app.router.add_get("/v1/consents/receipt", consents_receipt)
+    app.router.add_get("/v1/appointments", appointments_list)
+    app.router.add_post("/v1/appointments", appointments_add)
+    app.router.add_post("/v1/appointments/cancel", appointments_cancel)
     app.router.add_get("/v1/contracts", contracts_list)
     app.router.add_post("/v1/contracts", contracts_add)
     app.router.add_post("/v1/contracts/end", contracts_end)
@@ -193,8 +203,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def check(request: web.Request) -> web.Response:
-    """A dry run: the verdict a call would get now (or ``at``), logged as a dry run."""
+    """The verdict a call would get now (or ``at``): a dry run, logged as one, unless
+    ``record`` is true: then an allowed call counts as an attempt, as `check --record`."""
     body = await _body(request)
+    record = body.get("record", False)
+    if not isinstance(record, bool):
+        raise Unprocessable("record", "record must be true or false")
     config, store = request.app[CONFIG], request.app[STORE]
     call = CallRequest(
         caller=_text(body, "from", required=True) or "",
@@ -205,10 +219,11 @@ async def check(request: web.Request) -> web.Response:
         dept=_text(body, "dept"),
     )
     started = time.perf_counter()
-    decision = await check_call(store, config, call, _at(body), record=False)
+    decision = await check_call(store, config, call, _at(body), record=record)
     seconds = time.perf_counter() - started
     metrics.observe(decision, seconds)
-    await store.record_decision(decision, kind="dry-run", latency_ms=round(seconds * 1000, 3))
+    if not record:  # a recorded check is in the log already, as a call
+        await store.record_decision(decision, kind="dry-run", latency_ms=round(seconds * 1000, 3))
     return web.json_response(decision_json(decision))
 
 
@@ -293,27 +308,88 @@ async def decisions(request: web.Request) -> web.Response:
 
 async def outcomes(request: web.Request) -> web.Response:
     body = await _body(request)
-    if body.get("outcome") != "refused":
-        raise Unprocessable("outcome", "outcome must be 'refused'")
+    outcome = body.get("outcome")
+    if outcome not in ("refused", "withdrawn"):
+        raise Unprocessable("outcome", "outcome must be 'refused' or 'withdrawn'")
     callee, company = _target(request, body)
     at = _at(body)
-    record_id = await request.app[STORE].add_refusal(company, callee, at, "api")
-    return _created({"id": record_id, "to": callee, "company": company, "at": at.isoformat()})
+    store = request.app[STORE]
+    done = {"to": callee, "company": company, "at": at.isoformat(), "outcome": outcome}
+    if outcome == "refused":
+        return _created({"id": await store.add_refusal(company, callee, at, "api"), **done})
+    withdrawal = await store.withdraw(company, callee, at, "api")
+    return _created({
+        "id": withdrawal.refusal_id, **done, "consents_revoked": withdrawal.revoked,
+        "opposition_added": withdrawal.opposed,
+    })  # fmt: skip
 
 
 async def consents_add(request: web.Request) -> web.Response:
     body = await _body(request)
     callee, company = _target(request, body)
-    at = _at(body)
-    expires = inputs.instant(_text(body, "expires"), "expires")
-    if expires is not None and expires <= at:
-        raise Unprocessable("expires", "expires must be later than the consent itself")
-    consent = Consent(
-        _choice(body, "scope", ConsentScope) or ConsentScope.PROSPECTING, at, expires, None,
-        _text(body, "source"), _text(body, "proof"), _text(body, "given_by"),
+    fields = inputs.ConsentFields(
+        _at(body), _text(body, "scope"), inputs.instant(_text(body, "expires"), "expires"),
+        *(_text(body, name) for name in (
+            "source", "proof", "given_by", "collected_by", "channel", "covers", "proof_sha256",
+            "proof_name",
+        )),
     )  # fmt: skip
+    consent = inputs.consent(fields, request.app[CONFIG].rules.consent_max_age_days)
     record_id = await request.app[STORE].add_consent(company, callee, consent)
     return _created({"id": record_id})
+
+
+async def consents_receipt(request: web.Request) -> web.Response:
+    from callgate.receipt import consent_receipt
+
+    config = request.app[CONFIG]
+    callee = inputs.e164(request.query.get("callee") or request.query.get("to"), "callee")
+    given = request.query.get("company")
+    company = inputs.company_id(config, given) if given else None
+    fmt = request.query.get("format", "html")
+    if fmt not in ("text", "html", "pdf"):
+        raise Unprocessable("format", "format must be text, html or pdf")
+    lang = request.query.get("lang", "fr")
+    if lang not in ("fr", "en"):
+        raise Unprocessable("lang", "lang must be fr or en")
+    document, media_type = await consent_receipt(
+        request.app[STORE], config, callee, company, fmt, datetime.now(UTC), lang=lang
+    )
+    response = web.Response(body=document, headers={"Content-Type": media_type})
+    if fmt == "pdf":
+        response.headers["Content-Disposition"] = f'inline; filename="receipt-{callee}.pdf"'
+    return response
+
+
+async def appointments_add(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee, company = _target(request, body)
+    start = inputs.instant(_text(body, "at", required=True), "at")
+    assert start is not None
+    booked = inputs.appointment(start, inputs.instant(_text(body, "until"), "until"))
+    record = AppointmentRecord(
+        0, company, callee, booked, datetime.now(UTC), source=_text(body, "source"),
+        proof=_text(body, "proof"), agreed_by=_text(body, "agreed_by"),
+    )  # fmt: skip
+    record_id = await request.app[STORE].add_appointment(company, callee, record)
+    end = booked.ends_at(request.app[CONFIG].rules.appointment_window_minutes)
+    return _created({"id": record_id, "start": start.isoformat(), "end": end.isoformat()})
+
+
+async def appointments_cancel(request: web.Request) -> web.Response:
+    body = await _body(request)
+    callee, company = _target(request, body)
+    start = inputs.instant(_text(body, "at", required=True), "at")
+    assert start is not None
+    count = await request.app[STORE].cancel_appointments(company, callee, start, datetime.now(UTC))
+    return web.json_response({"cancelled": count})
+
+
+async def appointments_list(request: web.Request) -> web.Response:
+    callee, company = _filters(request)
+    window = request.app[CONFIG].rules.appointment_window_minutes
+    records = await request.app[STORE].appointments(company, callee)
+    return web.json_response({"appointments": [appointment_json(r, window) for r in records]})
 
 
 async def consents_revoke(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 
 from callgate import __version__, inputs
 from callgate.cli_format import (
+    appointment_json,
     consent_json,
     contract_json,
     decision_json,
@@ -41,11 +43,11 @@ from callgate.config import (
     scrub_workers_problem,
 )
 from callgate.gate import check_call, gate_error
-from callgate.model import CallRequest, Consent, ConsentScope, Contract, Purpose
+from callgate.model import CallRequest, ConsentChannel, ConsentScope, Contract, Purpose
 from callgate.optout_file import ImportStats, read_numbers
 from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store, StoreError, open_store
-from callgate.store.base import Batch
+from callgate.store.base import AppointmentRecord, Batch
 from callgate.timeparse import parse_instant
 
 __all__ = ["main"]
@@ -127,8 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     _json(check)
     check.set_defaults(handler=_check)
 
-    consent = commands.add_parser("consent", help="record, revoke or list consents")
-    consent.add_argument("action", choices=["add", "revoke", "list"])
+    consent = commands.add_parser(
+        "consent", help="record, revoke or list consents; print a callee's receipt"
+    )
+    consent.add_argument("action", choices=["add", "revoke", "list", "receipt"])
     consent.add_argument("--to", dest="callee", metavar="NUMBER")
     _company(consent)
     consent.add_argument("--scope", choices=[s.value for s in ConsentScope])
@@ -136,7 +140,18 @@ def _parser() -> argparse.ArgumentParser:
     consent.add_argument("--expires", type=_instant, help="an earlier end than the maximum age")
     consent.add_argument("--source", help="where the consent was collected (form, call, ...)")
     consent.add_argument("--proof", help="the proof: a text or a reference to it")
+    consent.add_argument("--proof-file", metavar="FILE",
+                         help="the proof as a file: its SHA-256 and name are recorded")  # fmt: skip
     consent.add_argument("--by", help="who consented, when not the line's holder")
+    consent.add_argument("--collected-by", metavar="NAME",
+                         help="who collected it (an agent, a partner, a web form)")  # fmt: skip
+    consent.add_argument("--channel", choices=[c.value for c in ConsentChannel])
+    consent.add_argument("--covers", metavar="TEXT", help="the products or services it covers")
+    consent.add_argument("--format", choices=["text", "html", "pdf"], default="text",
+                         help="receipt: the document's format (default: text)")  # fmt: skip
+    consent.add_argument(
+        "--output", metavar="FILE", help="receipt: write it to FILE (a PDF needs one unless piped)"
+    )
     _json(consent)
     consent.set_defaults(handler=_consent)
 
@@ -160,12 +175,33 @@ def _parser() -> argparse.ArgumentParser:
     optout.set_defaults(handler=_optout)
 
     outcome = commands.add_parser("outcome", help="record what happened on a call")
-    outcome.add_argument("result", choices=["refused"],
-                         help="refused: the callee refused solicitation")  # fmt: skip
+    outcome.add_argument(
+        "result", choices=["refused", "withdrawn"],
+        help="refused: the callee refused the offer; withdrawn: the callee said"
+        ' "ne m\'appelez plus" (revokes consent, opts out of this company, starts the cool-down)',
+    )  # fmt: skip
     outcome.add_argument("--to", dest="callee", required=True, metavar="NUMBER")
     _company(outcome)
     _at(outcome)
     outcome.set_defaults(handler=_outcome)
+
+    appointment = commands.add_parser(
+        "appointment", help="calls the callee agreed to at a precise date and time"
+    )
+    appointment.add_argument("action", choices=["add", "cancel", "list"])
+    appointment.add_argument("--to", dest="callee", metavar="NUMBER")
+    _company(appointment)
+    appointment.add_argument("--at", type=_instant, metavar="START",
+                             help="ISO 8601: when the agreed call starts")  # fmt: skip
+    appointment.add_argument(
+        "--until", type=_instant, metavar="END",
+        help="when it ends (default: rules.appointment_window_minutes after START)",
+    )  # fmt: skip
+    appointment.add_argument("--source", help="how it was agreed (call, web form, ...)")
+    appointment.add_argument("--proof", help="the proof: a text or a reference to it")
+    appointment.add_argument("--by", help="who agreed, when not the line's holder")
+    _json(appointment)
+    appointment.set_defaults(handler=_appointment)
 
     run = commands.add_parser("run", help="the ARI gate: decide every call put in Stasis")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -347,20 +383,61 @@ async def _consent(args: argparse.Namespace, config: Config, store: Store) -> in
             ("id", "callee", "company", "scope", "given_at", "expires_at", "revoked_at", "source"),
         )  # fmt: skip
         return EXIT_OK
+    if args.action == "receipt":
+        return await _consent_receipt(args, config, store)
     callee, company, at = _number(args.callee), _company_id(config, args.company), _now(args)
     if args.action == "add":
-        if args.expires is not None and args.expires <= at:
-            raise UsageError("--expires must be later than the consent itself (--at)")
-        scope = ConsentScope(args.scope or ConsentScope.PROSPECTING)
-        consent = Consent(scope, at, args.expires, None, args.source, args.proof, args.by)
+        digest, name = _proof_file(args.proof_file) if args.proof_file else (None, None)
+        fields = inputs.ConsentFields(
+            at, args.scope, args.expires, args.source, args.proof, args.by, args.collected_by,
+            args.channel, args.covers, digest, name,
+        )  # fmt: skip
+        consent = inputs.consent(fields, config.rules.consent_max_age_days, _CONSENT_OPTIONS)
         record_id = await store.add_consent(company, callee, consent)
         print(
-            f"consent {record_id}: {callee} consents to {company} ({scope}) from {local_text(at)}"
+            f"consent {record_id}: {callee} consents to {company} ({consent.scope})"
+            f" from {local_text(at)}"
         )
         return EXIT_OK
     scope = ConsentScope(args.scope) if args.scope else None
     count = await store.revoke_consents(company, callee, scope, at)
     print(f"revoked {count} consent(s) of {callee} to {company} at {local_text(at)}")
+    return EXIT_OK
+
+
+_CONSENT_OPTIONS = {"expires": "--expires", "scope": "--scope", "channel": "--channel",
+                    "proof_sha256": "--proof-file"}  # fmt: skip
+
+
+def _proof_file(name: str) -> tuple[str, str]:
+    """The SHA-256 and the name of a proof file: the record points to the file for good."""
+    digest = hashlib.sha256()
+    try:
+        with Path(name).open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError as error:
+        raise UsageError(f"--proof-file {name}: {error.strerror}") from None
+    return digest.hexdigest(), Path(name).name
+
+
+async def _consent_receipt(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from callgate.receipt import consent_receipt
+
+    callee = _number(args.callee)
+    company = _company_id(config, args.company) if args.company else None
+    if args.format == "pdf" and not args.output and sys.stdout.isatty():
+        raise UsageError("a PDF receipt goes to a file: add --output FILE (or pipe it)")
+    document, _ = await consent_receipt(store, config, callee, company, args.format, _now(args))
+    if args.output:
+        try:
+            Path(args.output).write_bytes(document)
+        except OSError as error:
+            raise UsageError(f"--output {args.output}: {error.strerror}") from None
+        print(f"receipt for {callee} written to {args.output} ({len(document):,} bytes)")
+    else:
+        sys.stdout.buffer.write(document)
+        sys.stdout.flush()
     return EXIT_OK
 
 
@@ -471,8 +548,46 @@ class _Progress:
 
 async def _outcome(args: argparse.Namespace, config: Config, store: Store) -> int:
     callee, company, at = _number(args.callee), _company_id(config, args.company), _now(args)
-    record_id = await store.add_refusal(company, callee, at, "cli")
-    print(f"refusal {record_id}: {callee} refused {company} at {local_text(at)}")
+    if args.result == "refused":
+        record_id = await store.add_refusal(company, callee, at, "cli")
+        print(f"refusal {record_id}: {callee} refused {company} at {local_text(at)}")
+        return EXIT_OK
+    done = await store.withdraw(company, callee, at, "cli")
+    print(
+        f"withdrawal: {callee} withdrew from {company} at {local_text(at)}:"
+        f" {done.revoked} consent(s) revoked, "
+        + ("added to its opposition list" if done.opposed else "already on its opposition list")
+        + f", refusal {done.refusal_id} recorded (cool-down)"
+    )
+    return EXIT_OK
+
+
+async def _appointment(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.action == "list":
+        company = _company_id(config, args.company) if args.company else None
+        callee = _number(args.callee) if args.callee else None
+        window = config.rules.appointment_window_minutes
+        rows = [appointment_json(r, window) for r in await store.appointments(company, callee)]
+        _print_records(rows, args.json, ("id", "callee", "company", "start", "end", "cancelled_at"))
+        return EXIT_OK
+    callee, company = _number(args.callee), _company_id(config, args.company)
+    if args.at is None:
+        raise UsageError(f"appointment {args.action} needs --at START")
+    if args.action == "add":
+        booked = inputs.appointment(args.at, args.until, "--until")
+        record = AppointmentRecord(
+            0, company, callee, booked, datetime.now(UTC),
+            source=args.source, proof=args.proof, agreed_by=args.by,
+        )  # fmt: skip
+        record_id = await store.add_appointment(company, callee, record)
+        end = booked.ends_at(config.rules.appointment_window_minutes)
+        print(f"appointment {record_id}: {company} may call {callee}"
+              f" from {local_text(args.at)} until {local_text(end)}")  # fmt: skip
+        return EXIT_OK
+    count = await store.cancel_appointments(company, callee, args.at, datetime.now(UTC))
+    if not count:
+        raise UsageError(f"no appointment of {company} with {callee} at {local_text(args.at)}")
+    print(f"cancelled {count} appointment(s) of {company} with {callee} at {local_text(args.at)}")
     return EXIT_OK
 
 

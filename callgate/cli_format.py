@@ -7,6 +7,7 @@ from typing import Any
 
 from callgate.model import Decision
 from callgate.store import ConsentRecord, ContractRecord, OppositionRecord
+from callgate.store.base import AppointmentRecord
 from callgate.timeparse import DEFAULT_ZONE
 
 __all__ = [
@@ -79,6 +80,19 @@ def consent_json(record: ConsentRecord) -> dict[str, Any]:
         "scope": c.scope.value, "given_at": _iso(c.given_at),
         "expires_at": _iso(c.expires_at), "revoked_at": _iso(c.revoked_at),
         "source": c.source, "proof": c.proof, "given_by": c.given_by,
+        "collected_by": c.collected_by, "channel": c.channel.value if c.channel else None,
+        "covers": c.covers, "proof_sha256": c.proof_sha256, "proof_name": c.proof_name,
+        "revoked_how": c.revoked_how,
+    }  # fmt: skip
+
+
+def appointment_json(record: AppointmentRecord, window_minutes: int) -> dict[str, Any]:
+    booked = record.appointment
+    return {
+        "id": record.id, "company": record.company, "callee": record.callee,
+        "start": _iso(booked.start), "end": _iso(booked.ends_at(window_minutes)),
+        "recorded_at": _iso(record.recorded_at), "cancelled_at": _iso(record.cancelled_at),
+        "source": record.source, "proof": record.proof, "agreed_by": record.agreed_by,
     }  # fmt: skip
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from callgate.config import Config
+from callgate.model import Appointment, Consent, ConsentChannel, ConsentScope
 from callgate.numbering import Kind, parse_number
 from callgate.timeparse import parse_instant
 
-__all__ = ["InvalidInput", "company_id", "e164", "instant"]
+__all__ = [
+    "ConsentFields", "InvalidInput", "appointment", "company_id", "consent", "e164", "instant",
+]  # fmt: skip
 
 
 class InvalidInput(ValueError):
@@ -48,3 +54,73 @@ def instant(text: str | None, field: str) -> datetime | None:
         return parse_instant(text)
     except ValueError as error:
         raise InvalidInput(field, str(error)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentFields:
+    """A consent as a person or a CRM gives it, before it is checked; the names are the
+    API's fields (the CLI's options differ: ``field_names`` maps them for messages)."""
+
+    given_at: datetime
+    scope: str | None = None
+    expires: datetime | None = None
+    source: str | None = None
+    proof: str | None = None
+    given_by: str | None = None
+    collected_by: str | None = None
+    channel: str | None = None
+    covers: str | None = None
+    proof_sha256: str | None = None
+    proof_name: str | None = None
+
+
+def consent(
+    fields: ConsentFields, max_age_days: int, names: dict[str, str] | None = None
+) -> Consent:
+    """A consent record that can prove itself (RULES-FR §4): its end within the maximum
+    age (never renewed tacitly), a known channel, a proof file named with its digest."""
+    name = (names or {}).get
+    given = fields.given_at
+    if fields.expires is not None:
+        if fields.expires <= given:
+            raise InvalidInput(name("expires", "expires"), "must be later than the consent itself")
+        if fields.expires > given + timedelta(days=max_age_days):
+            raise InvalidInput(
+                name("expires", "expires"),
+                f"a consent lasts at most rules.consent_max_age_days = {max_age_days} days"
+                " (a longer one is a new consent, given again)",
+            )
+    scope = _enum(ConsentScope, fields.scope, name("scope", "scope")) or ConsentScope.PROSPECTING
+    channel = _enum(ConsentChannel, fields.channel, name("channel", "channel"))
+    digest = fields.proof_sha256
+    if digest is not None and not _SHA256.fullmatch(digest):
+        raise InvalidInput(name("proof_sha256", "proof_sha256"), "expected 64 hexadecimal digits")
+    if (digest is None) != (fields.proof_name is None):
+        raise InvalidInput(
+            name("proof_sha256", "proof_sha256"),
+            "a proof file is given by its SHA-256 and its name, both",
+        )
+    return Consent(
+        scope, given, fields.expires, None, fields.source, fields.proof, fields.given_by,
+        fields.collected_by, channel, fields.covers, digest.lower() if digest else None,
+        fields.proof_name,
+    )  # fmt: skip
+
+
+def appointment(start: datetime, until: datetime | None, field: str = "until") -> Appointment:
+    """An appointment: an end, when given, after its start."""
+    if until is not None and until <= start:
+        raise InvalidInput(field, "must be later than the appointment's start")
+    return Appointment(start, until)
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _enum(kind: type[ConsentScope] | type[ConsentChannel], text: str | None, field: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InvalidInput(field, f"must be one of {', '.join(kind)}") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 __all__ = [
@@ -117,6 +117,10 @@ class Appointment:
 
     start: datetime
     end: datetime | None = None  # None: ``appointment_window_minutes`` from the start
+
+    def ends_at(self, window_minutes: int) -> datetime:
+        """Its own end, else ``appointment_window_minutes`` after its start (§2.4)."""
+        return self.end or self.start + timedelta(minutes=window_minutes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,27 +118,27 @@ def test_dst_retry_after_carries_the_new_offset():
     assert decision.retry_after.isoformat() == "2026-03-30T10:00:00+02:00"
 
 
-def test_out_of_hours_consent_lifts_days_and_hours():
-    night = paris(2026, 11, 28, 21, 0)  # Saturday evening
-    known = facts(
-        consents=(
-            consented(paris(2026, 1, 1)),
-            consented(paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS),
-        )
-    )
+def test_out_of_hours_consent_lifts_days_and_hours_before_2026_08_11_only():
+    night = paris(2026, 8, 8, 21, 0)  # Saturday evening, opposition regime
+    known = facts(consents=(consented(paris(2026, 8, 1), ConsentScope.OUT_OF_HOURS),))
     assert judge(night, known=known).allowed
+    # From 2026-08-11 a blanket consent lifts nothing: only an appointment does (§2.4).
+    later = paris(2026, 11, 28, 21, 0)
+    known = facts(consents=(consented(paris(2026, 1, 1)),
+                            consented(paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS)))  # fmt: skip
+    assert codes(judge(later, known=known)) == {"DAY_WEEKEND"}
 
 
 def test_out_of_hours_consent_revoked_or_expired_does_not_lift():
-    night = paris(2026, 11, 23, 21, 0)
+    night = paris(2026, 7, 20, 21, 0)  # a Monday evening, opposition regime
     revoked = consented(
-        paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS, revoked_at=paris(2026, 11, 20)
+        paris(2026, 7, 1), ConsentScope.OUT_OF_HOURS, revoked_at=paris(2026, 7, 20)
     )
     expired = consented(
-        paris(2026, 11, 1), ConsentScope.OUT_OF_HOURS, expires_at=paris(2026, 11, 23, 21)
+        paris(2026, 7, 1), ConsentScope.OUT_OF_HOURS, expires_at=paris(2026, 7, 20, 21)
     )
     for consent in (revoked, expired):
-        known = facts(consents=(consented(paris(2026, 1, 1)), consent))
+        known = facts(consents=(consent,))
         assert codes(judge(night, known=known)) == {"HOURS_OUTSIDE"}
 
 

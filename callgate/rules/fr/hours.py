@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from callgate.calendar import holiday_name, in_window, next_allowed
-from callgate.model import Appointment, ConsentScope, Reason
+from callgate.model import ConsentScope, Reason
 from callgate.rules.fr.consent import consent_valid
 from callgate.rules.fr.context import Context
 from callgate.rules.fr.rulesets import OPPOSITION_REGIME
 
-__all__ = ["appointment_end", "calling_hours"]
+__all__ = ["calling_hours"]
 
 
 def calling_hours(ctx: Context) -> Reason | None:
@@ -32,20 +30,16 @@ def calling_hours(ctx: Context) -> Reason | None:
         return None
     # An appointment ahead may open the line before the next window does.
     opens = next_allowed(ctx.now, ctx.territory, reading)
-    ahead = [a.start for a in ctx.facts.appointments if ctx.now < a.start < opens]
+    zone = ctx.territory.zone  # a retry time is given in the callee's own offset
+    ahead = [a.start.astimezone(zone) for a in ctx.facts.appointments if ctx.now < a.start < opens]
     return Reason(code, message, lifts_at=min(ahead, default=opens))
-
-
-def appointment_end(appointment: Appointment, window_minutes: int) -> datetime:
-    """Where an appointment ends: its own end, else ``appointment_window_minutes`` on."""
-    return appointment.end or appointment.start + timedelta(minutes=window_minutes)
 
 
 def _appointment_now(ctx: Context) -> Reason | None:
     """New C. consom. L223-1: a call at the date and time the callee agreed to."""
     window = ctx.settings.appointment_window_minutes
     for appointment in ctx.facts.appointments:
-        end = appointment_end(appointment, window)
+        end = appointment.ends_at(window)
         if appointment.start <= ctx.now < end:
             zone = ctx.local_now.tzinfo
             start, end = appointment.start.astimezone(zone), end.astimezone(zone)
