@@ -219,3 +219,18 @@ async def test_api_withdrawn_appointments_and_consent_fields(client):
     unknown = await client.post("/v1/outcomes", json={"to": "0612345678", "outcome": "maybe"},
                                 headers=AUTH)  # fmt: skip
     assert unknown.status == 422
+
+
+def test_explain_and_replay_of_a_call_before_2026_08_11_keep_the_old_exception(run):  # noqa: F811
+    run("consent", "add", "--to", "0612345678", "--at", "2026-08-01", "--scope", "out_of_hours",
+        check_status=0)  # fmt: skip
+    args = ("--from", "0948000001", "--to", "0612345678")
+    old = verdict(run, *args, "--at", "2026-08-08T11:00", "--record", status=0)  # a Saturday
+    assert old["ruleset"] == "fr-2023-03-01"
+    # The same consent lifts nothing a week later, in the opt-in regime.
+    new = verdict(run, *args, "--at", "2026-08-15T11:00", "--record", status=1)
+    assert {r["code"] for r in new["reasons"]} == {"DAY_WEEKEND", "CONSENT_MISSING"}
+    replayed = run("log", "replay", "--since", "2026-08-01", check_status=0)
+    assert "2 decisions replayed, 0 would now differ" in replayed.stdout
+    explained = run("log", "explain", old["decision_id"], check_status=0)
+    assert "ALLOW decision" in explained.stdout and "fr-2023-03-01" in explained.stdout
