@@ -231,6 +231,6 @@ def test_explain_and_replay_of_a_call_before_2026_08_11_keep_the_old_exception(r
     new = verdict(run, *args, "--at", "2026-08-15T11:00", "--record", status=1)
     assert {r["code"] for r in new["reasons"]} == {"DAY_WEEKEND", "CONSENT_MISSING"}
     replayed = run("log", "replay", "--since", "2026-08-01", check_status=0)
-    assert "2 decisions replayed, 0 would now differ" in replayed.stdout
+    assert "2 decisions replayed, 0 would now differ" in replayed.stderr
     explained = run("log", "explain", old["decision_id"], check_status=0)
     assert "ALLOW decision" in explained.stdout and "fr-2023-03-01" in explained.stdout
