@@ -6,7 +6,17 @@ from builders import PARIS, a_config
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from callgate.model import Attempt, CallRequest, Consent, ConsentScope, Contract, Facts, Purpose
+from callgate.model import (
+    Appointment,
+    Attempt,
+    CallRequest,
+    Consent,
+    ConsentScope,
+    Contract,
+    Facts,
+    Opposition,
+    Purpose,
+)
 from callgate.numbering import parse_number
 from callgate.policy import decide
 from callgate.rules.fr.caller_id import cli_faults
@@ -59,11 +69,31 @@ def histories(draw, now):
             expires = None if lasts is None else given_at + timedelta(days=lasts)
             consents.append(Consent(scope, given_at, expires_at=expires))
     contracts = [Contract(now - timedelta(days=10))] if draw(st.booleans()) else []
+    # Appointments around the call, some with an end of their own.
+    starts = st.one_of(
+        st.integers(min_value=-3 * 24 * 60, max_value=10 * 24 * 60),
+        st.integers(min_value=1, max_value=12 * 60),  # often before the next window opens
+    ).map(lambda m: now + timedelta(minutes=m))
+    appointments = [
+        Appointment(start, None if lasts is None else start + timedelta(minutes=lasts))
+        for start, lasts in draw(st.lists(
+            st.tuples(starts, st.none() | st.integers(1, 240)), max_size=3
+        ))
+    ]  # fmt: skip
+    # An opt-out entered and removed before the call: it revoked the consents before it.
+    oppositions = []
+    if draw(st.booleans()):
+        added = draw(offsets)
+        removed = added + timedelta(minutes=draw(st.integers(1, 60 * 24)))
+        if removed <= now:
+            oppositions.append(Opposition("internal", added, "acme", removed))
     return Facts(
         attempts=tuple(Attempt(a, draw(purposes)) for a in attempts),
         refusals=tuple(refusals),
         consents=tuple(consents),
         contracts=tuple(contracts),
+        oppositions=tuple(oppositions),
+        appointments=tuple(appointments),
     )
 
 
@@ -122,6 +152,8 @@ def test_retry_after_is_the_earliest_instant_that_allows_the_same_call(call, fra
         return
     retry = decision.retry_after
     event("retry: " + ",".join(sorted(r.code for r in decision.reasons if r.blocking)))
+    if any(a.start == retry for a in known.appointments):
+        event("retry at an appointment's start")
     assert retry >= now
     assert (
         retry.utcoffset()
@@ -134,3 +166,26 @@ def test_retry_after_is_the_earliest_instant_that_allows_the_same_call(call, fra
             earlier = now + (retry - now) * fraction
             if earlier < retry:
                 assert not decide(request, known, earlier, config).allowed, earlier
+
+
+OPT_IN = datetime(2026, 8, 12, tzinfo=PARIS)  # 2026-08-11 everywhere, even at UTC-4
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=300 * 24 * 60),
+    st.integers(min_value=1, max_value=4 * 24 * 60),
+    st.sampled_from(ZONES_OF_CALLEES),
+)
+def test_an_appointment_before_the_next_window_is_the_retry_time(minute, ahead, callee):
+    """From 2026-08-11, a call refused for its hours with an appointment ahead: retry_after
+    is the appointment's start when it comes before the next window opens."""
+    config = a_config(companies=[{"id": "acme", "numbers": ["+33948000001", "+33947700001"]}])
+    now = OPT_IN + timedelta(minutes=minute)
+    request = CallRequest("+33948000001", callee, "acme", Purpose.NEWSPAPER)
+    plain = decide(request, Facts(), now, config)
+    assume(not plain.allowed)
+    start = now + timedelta(minutes=ahead)
+    decision = decide(request, Facts(appointments=(Appointment(start),)), now, config)
+    assert decision.retry_after == min(start, plain.retry_after)
+    assert decide(request, Facts(appointments=(Appointment(start),)), start, config).allowed
