@@ -100,7 +100,9 @@ class AgiGate:
         )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self.listening = False
-        self.routes: dict[str, Route] = {"check": self.check, "refused": self.refused}
+        self.routes: dict[str, Route] = {
+            "check": self.check, "refused": self.refused, "withdrawn": self.withdrawn,
+        }  # fmt: skip
 
     async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
         server = await asyncio.start_server(self._connection, host, port)
@@ -190,17 +192,45 @@ class AgiGate:
             read_variable=read,
         )
 
-    async def refused(self, request: _Request) -> None:
-        """The agent's refusal key: record that the callee refused, then confirm it."""
+    async def _keyed_call(self, request: _Request, key: str) -> tuple[str, str, str] | None:
+        """The (company, callee, decision id) of the call an agent's key was pressed on.
+        None when the call has no callgate decision: the agent then hears the error tone,
+        so that a key that recorded nothing never sounds like one that did."""
         reply = await request.send_command("GET VARIABLE CALLGATE_DECISION_ID")
         is_set, decision_id = reply.get("result", ("0", ""))
         found = await self.store.decision_key(decision_id) if is_set == "1" else None
         if found is None:
             channel = request.headers.get("agi_channel")
-            log.error("refusal key on %s: this call has no callgate decision", channel)
+            log.error("%s key on %s: this call has no callgate decision", key, channel)
             await request.send_command('EXEC Playback "beeperr"')
-            return
+            return None
         company, callee = found
+        return company, callee, decision_id
+
+    async def refused(self, request: _Request) -> None:
+        """The agent's refusal key: record that the callee refused, then confirm it."""
+        call = await self._keyed_call(request, "refusal")
+        if call is None:
+            return
+        company, callee, decision_id = call
         await self.store.add_refusal(company, callee, datetime.now(UTC), "agent-key")
         log.info("REFUSED %s by %s (decision %s)", callee, company, decision_id)
         await request.send_command('EXEC Playback "beep"')
+
+    async def withdrawn(self, request: _Request) -> None:
+        """The agent's withdrawal key: the callee said "ne m'appelez plus" (RULES-FR §3.3).
+        Record the withdrawal for this company, then confirm it."""
+        call = await self._keyed_call(request, "withdrawal")
+        if call is None:
+            return
+        company, callee, decision_id = call
+        withdrawal = await self.store.withdraw(company, callee, datetime.now(UTC), "agent-key")
+        log.info(
+            "WITHDRAWN %s by %s (decision %s): %d consent(s) revoked, %s, refusal %d",
+            callee, company, decision_id, withdrawal.revoked,
+            "opposition listed" if withdrawal.opposed else "already on the opposition list",
+            withdrawal.refusal_id,
+        )  # fmt: skip
+        # Not the refusal's lone beep: the agent must hear which key was taken, since a
+        # withdrawal, unlike a refusal, does not lift after 60 days.
+        await request.send_command('EXEC Playback "beep&callgate/withdrawn"')

@@ -17,6 +17,8 @@ SCRIPT = REPO / "scripts" / "make-prompts"
 LANGUAGES = ("fr", "en")
 # Said before the day and time a refused call may be retried.
 LEAD_IN = "retry"
+# Played by `callgate agi` to confirm an agent's in-call key, not picked for a refusal.
+CONFIRMATIONS = ("withdrawn",)
 
 
 def _texts(path: Path = TEXTS) -> dict[tuple[str, str], str]:
@@ -31,7 +33,7 @@ def _texts(path: Path = TEXTS) -> dict[tuple[str, str], str]:
     return found
 
 
-@pytest.mark.parametrize("name", [*PROMPTS, LEAD_IN])
+@pytest.mark.parametrize("name", [*PROMPTS, LEAD_IN, *CONFIRMATIONS])
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_every_prompt_has_a_text_in_each_language(name: str, lang: str) -> None:
     text = _texts().get((name, lang), "")
@@ -39,7 +41,7 @@ def test_every_prompt_has_a_text_in_each_language(name: str, lang: str) -> None:
 
 
 def test_the_texts_file_names_no_prompt_callgate_never_picks() -> None:
-    assert {name for name, _ in _texts()} == {*PROMPTS, LEAD_IN}
+    assert {name for name, _ in _texts()} == {*PROMPTS, LEAD_IN, *CONFIRMATIONS}
     assert {lang for _, lang in _texts()} == set(LANGUAGES)
 
 
