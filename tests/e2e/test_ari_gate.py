@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 from harness.gate import ari_request
 
@@ -82,9 +83,13 @@ def test_a_call_outside_hours_never_reaches_the_carrier(pbx, site):
 
 
 def test_on_the_real_clock_a_consented_any_hour_call_goes_through(pbx, site):
-    # Consent to be called out of hours too: allowed whatever the CI's wall-clock time.
+    # An appointment around now: allowed whatever the CI's wall-clock time (from
+    # 2026-08-11 an out_of_hours consent lifts nothing; RULES-FR §2.4).
     site.consent(CALLEE, at=None)
-    site.consent(CALLEE, "out_of_hours", at=None)
+    now = datetime.now(UTC)
+    site.cli("appointment", "add", "--to", CALLEE,
+             "--at", (now - timedelta(minutes=5)).isoformat(),
+             "--until", (now + timedelta(hours=1)).isoformat())  # fmt: skip
     site.gate(fake_now=None).start()
     before = len(pbx.carrier.invites())
     assert pbx.call(NPV, CALLEE).final == BUSY
