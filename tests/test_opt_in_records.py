@@ -234,3 +234,31 @@ def test_explain_and_replay_of_a_call_before_2026_08_11_keep_the_old_exception(r
     assert "2 decisions replayed, 0 would now differ" in replayed.stderr
     explained = run("log", "explain", old["decision_id"], check_status=0)
     assert "ALLOW decision" in explained.stdout and "fr-2023-03-01" in explained.stdout
+
+
+def test_cli_receipt_prints_for_a_callee_in_each_format(run, tmp_path):  # noqa: F811
+    run("consent", "add", "--to", "0612345678", "--at", "2026-09-01", "--channel", "web",
+        "--covers", "fibre", check_status=0)  # fmt: skip
+    run("outcome", "withdrawn", "--to", "0612345678", "--at", "2026-10-01T15:00", check_status=0)
+    text = run("consent", "receipt", "--to", "06 12 34 56 78", check_status=0).stdout
+    assert "+33612345678" in text and "fibre" in text and "2026-10-01" in text
+    html = run("consent", "receipt", "--to", "0612345678", "--format", "html", check_status=0)
+    assert html.stdout.startswith("<!DOCTYPE html>") and "fibre" in html.stdout
+    out = tmp_path / "receipt.pdf"
+    run("consent", "receipt", "--to", "0612345678", "--format", "pdf", "--output", str(out),
+        check_status=0)  # fmt: skip
+    assert out.read_bytes().startswith(b"%PDF")
+    assert run("consent", "receipt").returncode == 2  # no --to
+
+
+async def test_api_receipt(client):
+    await client.post("/v1/consents", json={"to": "0612345678", "at": "2026-09-01"}, headers=AUTH)
+    reply = await client.get("/v1/consents/receipt?callee=0612345678&format=pdf", headers=AUTH)
+    assert reply.status == 200 and reply.content_type == "application/pdf"
+    assert (await reply.read()).startswith(b"%PDF")
+    html = await client.get("/v1/consents/receipt?callee=0612345678", headers=AUTH)
+    assert html.content_type == "text/html" and "+33612345678" in await html.text()
+    bad = await client.get("/v1/consents/receipt?callee=0612345678&format=doc", headers=AUTH)
+    assert bad.status == 422
+    missing = await client.get("/v1/consents/receipt", headers=AUTH)
+    assert missing.status == 422
