@@ -290,6 +290,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     config = _config(args.config)
     if args.handler is _doctor:  # it opens the store itself: a store that fails is a finding
         return await _doctor(args, config)
+    if args.handler is _db and args.action == "migrate":  # counts the rows before opening
+        return await _db_migrate(args, config)
     store = await open_store(store_url(args, config), synchronous=config.synchronous)
     if config.log.node:
         store.node = config.log.node
@@ -755,11 +757,20 @@ async def _doctor(args: argparse.Namespace, config: Config) -> int:
 async def _db(args: argparse.Namespace, config: Config, store: Store) -> int:
     if args.action == "copy":
         return await _db_copy(args, config, store)
+    raise AssertionError("db migrate runs before the store is opened")
+
+
+async def _db_migrate(args: argparse.Namespace, config: Config) -> int:
+    from callgate.upgrade import migrate_store, report_lines
+
     if args.to:
         raise UsageError("--to goes with db copy")
-    # Opening the store has already migrated it; say where it stands.
-    print(f"store is at schema version {await store.migrate()}")
-    return EXIT_OK
+    url = store_url(args, config)
+    print(f"migrating {_safe_url(url)}", file=sys.stderr)
+    report = await migrate_store(url, synchronous=config.synchronous)
+    for line in report_lines(report):
+        print(line)
+    return EXIT_OK if report.ok else EXIT_ERROR
 
 
 async def _db_copy(args: argparse.Namespace, config: Config, store: Store) -> int:

@@ -397,6 +397,10 @@ async def _purge(args: argparse.Namespace, config: Config, store: Store) -> int:
         before = datetime.now(UTC) - timedelta(days=days)
     count = await store.purge_log(before, datetime.now(UTC))
     print(f"purged {count:,} decisions before {before.isoformat()}; the rest still verifies")
+    kept = len(await store.consents(None, None))
+    # RULES-FR §4 (décret of July 2026): a consent's proof outlives the log's retention.
+    print(f"consent records and their proofs are not purged: they are kept at least 3 years"
+          f" after each consent ends ({kept:,} consent records kept)")  # fmt: skip
     return EXIT_OK
 
 
