@@ -89,3 +89,19 @@ def test_db_migrate_from_the_command_line(tmp_path):
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "no store at" in missing.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_log_purge_keeps_every_consent_and_says_so(tmp_path):
+    path = tmp_path / "callgate.db"
+    shutil.copy(FIXTURES / "callgate.db", path)
+    config = tmp_path / "callgate.toml"
+    config.write_text('[[companies]]\nid = "acme"\nnumbers = ["+33948000001"]\n')
+    base = [sys.executable, "-m", "callgate", "--config", str(config), "--db", str(path)]
+    done = subprocess.run([*base, "log", "purge", "--before", "2027-01-01"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "consent records and their proofs are not purged" in done.stdout
+    assert "(3 consent records kept)" in done.stdout
+    listed = subprocess.run([*base, "consent", "list", "--json"], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert len(listed.stdout.splitlines()) == 3
