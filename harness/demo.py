@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from harness.asterisk import REPO, AsteriskInstance, Ports, ensure_root
@@ -79,7 +80,7 @@ def main() -> int:
     gate = GateProcess(
         config, workdir / "gate.log", ari_url=asterisk.ari_url, ari_password=password
     )
-    # The FastAGI service answers the agents' refusal key (*7).
+    # The FastAGI service answers the agents' keys (*7 refused, *8 withdrawn).
     refusals = GateProcess(
         config, workdir / "agi.log", ari_url=asterisk.ari_url, ari_password=password,
         command="agi",
@@ -87,13 +88,16 @@ def main() -> int:
     try:
         asterisk.start()
         carrier.start()
-        _cli(config, "consent", "add", "--to", "0612345678", "--source", "demo",
-             "--proof", "demo consent")  # fmt: skip
-        _cli(config, "consent", "add", "--to", "0612345678", "--scope", "out_of_hours",
-             "--source", "demo", "--proof", "demo consent, any hour")  # fmt: skip
-        for scope in ("prospecting", "out_of_hours"):  # answered by the carrier: try *7
-            _cli(config, "consent", "add", "--to", "0756123456", "--scope", scope,
-                 "--source", "demo", "--proof", "demo consent")  # fmt: skip
+        # 0756123456 is answered by the carrier: try *7 and *8 on it. An appointment
+        # spanning the demo lets both numbers through at any hour of the real clock (from
+        # 2026-08-11 nothing else lifts the days and hours, RULES-FR §2.4).
+        now = datetime.now(UTC)
+        for number in ("0612345678", "0756123456"):
+            _cli(config, "consent", "add", "--to", number, "--source", "demo",
+                 "--proof", "demo consent", "--channel", "other")  # fmt: skip
+            _cli(config, "appointment", "add", "--to", number, "--source", "demo",
+                 "--at", (now - timedelta(minutes=1)).isoformat(),
+                 "--until", (now + timedelta(hours=12)).isoformat())  # fmt: skip
         gate.start()
         refusals.start()
         print(f"Asterisk SIP on 127.0.0.1:{ports.sip}, ARI on {asterisk.ari_url}; "
@@ -182,8 +186,9 @@ def _softphone_help(ports: Ports) -> str:
     return f"""To try more with a softphone (Linphone, Zoiper, baresip) on this machine:
   account 1001, password demo-1001, server 127.0.0.1:{ports.sip} (UDP or TCP)
   dial 0612345678 (consented: the carrier answers busy), 0756123456 (consented: the
-  carrier answers; press *7 for "the callee refused"), any other number (refused: no
-  consent), or 112 (emergency: never gated). docs/softphone.md has the whole tour.
+  carrier answers; press *7 for "the callee refused", *8 for "ne m'appelez plus"), any
+  other number (refused: no consent), or 112 (emergency: never gated).
+  docs/softphone.md has the whole tour.
 Run `make serve` to keep the demo PBX up while you try."""
 
 
