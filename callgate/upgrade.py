@@ -40,13 +40,14 @@ class MigrationReport:
 
 
 async def migrate_store(url: str, *, synchronous: str = "full") -> MigrationReport:
-    """Migrate the store at ``url`` in place; a SQLite file that does not exist is an
-    error, not a new empty store."""
+    """Migrate the store at ``url`` in place; a SQLite file that does not exist yet is
+    created at this release's schema (a new installation), its folder must exist."""
     path = sqlite_path(url)
-    if path is not None and path != ":memory:" and not Path(path).is_file():
-        raise StoreError(f"no store at {path}: nothing to migrate")
-    from_version = await stored_schema_version(url)
-    before = await _row_counts(url)
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        from_version, before = 0, dict.fromkeys(RECORD_TABLES, 0)
+    else:
+        from_version = await stored_schema_version(url)
+        before = await _row_counts(url)
     store = await open_store(url, synchronous=synchronous)  # migrates, in one transaction
     try:
         to_version = await store.migrate()
@@ -61,7 +62,9 @@ async def migrate_store(url: str, *, synchronous: str = "full") -> MigrationRepo
 
 
 def report_lines(report: MigrationReport) -> list[str]:
-    if report.from_version == report.to_version:
+    if report.from_version == 0:
+        lines = [f"store created at schema version {report.to_version}"]
+    elif report.from_version == report.to_version:
         lines = [f"already at schema version {report.to_version}: nothing to do"]
     else:
         lines = [f"store migrated from schema version {report.from_version}"

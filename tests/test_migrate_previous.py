@@ -85,10 +85,15 @@ def test_db_migrate_from_the_command_line(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "store migrated from schema version 2 to 3" in done.stdout
     assert "  consents: 3 -> 3" in done.stdout and "decision log verifies: 5 entries" in done.stdout
-    missing = subprocess.run([*command[:-4], "--db", str(tmp_path / "none.db"), "db", "migrate"],
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert missing.returncode == 2 and "no store at" in missing.stderr
-    assert not (tmp_path / "none.db").exists()
+    # A new installation: the store is created at this release's schema.
+    new = subprocess.run([*command[:-4], "--db", str(tmp_path / "new.db"), "db", "migrate"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert new.returncode == 0 and "store created at schema version 3" in new.stdout
+    nowhere = tmp_path / "no" / "such" / "folder.db"
+    lost = subprocess.run([*command[:-4], "--db", str(nowhere), "db", "migrate"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert lost.returncode == 2 and "does not exist" in lost.stderr
+    assert "Traceback" not in lost.stderr
 
 
 def test_log_purge_keeps_every_consent_and_says_so(tmp_path):
