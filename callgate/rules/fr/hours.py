@@ -43,9 +43,10 @@ def _appointment_now(ctx: Context) -> Reason | None:
         if appointment.start <= ctx.now < end:
             zone = ctx.local_now.tzinfo
             start, end = appointment.start.astimezone(zone), end.astimezone(zone)
+            until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M}"
             return Reason(
                 "APPOINTMENT",
-                f"the callee agreed to this call: {start:%Y-%m-%d %H:%M}-{end:%H:%M} callee time",
+                f"the callee agreed to this call: {start:%Y-%m-%d %H:%M} to {until} callee time",
                 blocking=False,
             )
     return None
