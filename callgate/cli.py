@@ -755,9 +755,8 @@ async def _doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _db(args: argparse.Namespace, config: Config, store: Store) -> int:
-    if args.action == "copy":
-        return await _db_copy(args, config, store)
-    raise AssertionError("db migrate runs before the store is opened")
+    # `db migrate` never gets here: _dispatch runs it before the store is opened.
+    return await _db_copy(args, config, store)
 
 
 async def _db_migrate(args: argparse.Namespace, config: Config) -> int:

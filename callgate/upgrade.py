@@ -4,14 +4,11 @@ log's hash chain verified on the migrated store."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from callgate.cli_log import verify_chain
-from callgate.store import StoreError, open_store, sqlite_path, stored_schema_version
+from callgate.store import open_store, sqlite_path, stored_row_counts, stored_schema_version
 from callgate.store.base import RECORD_TABLES
 
 __all__ = ["MigrationReport", "migrate_store", "report_lines"]
@@ -47,14 +44,14 @@ async def migrate_store(url: str, *, synchronous: str = "full") -> MigrationRepo
         from_version, before = 0, dict.fromkeys(RECORD_TABLES, 0)
     else:
         from_version = await stored_schema_version(url)
-        before = await _row_counts(url)
+        before = await stored_row_counts(url, RECORD_TABLES)
     store = await open_store(url, synchronous=synchronous)  # migrates, in one transaction
     try:
         to_version = await store.migrate()
         verifier, broken = await verify_chain(store)
     finally:
         await store.close()
-    after = await _row_counts(url)
+    after = await stored_row_counts(url, RECORD_TABLES)
     return MigrationReport(
         from_version, to_version, before, after, verifier.count,
         verifier.expected_prev if verifier.count else None, str(broken) if broken else None,
@@ -80,34 +77,3 @@ def report_lines(report: MigrationReport) -> list[str]:
     else:
         lines.append(f"decision log verifies: {report.entries:,} entries")
     return lines
-
-
-async def _row_counts(url: str) -> dict[str, int]:
-    """Rows per record table, read without migrating anything."""
-    path = sqlite_path(url)
-    if path is not None:
-        try:
-            uri = f"file:{quote(path)}?mode=ro"
-            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
-                present = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-                return {
-                    table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                    if table in present else 0
-                    for table in RECORD_TABLES
-                }  # fmt: skip
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot read the store {path}: {error}") from error
-    import asyncpg
-
-    try:
-        db = await asyncpg.connect(url, timeout=10)
-    except (OSError, asyncpg.PostgresError) as error:
-        raise StoreError(f"cannot reach PostgreSQL: {error}") from error
-    try:
-        counts = {}
-        for table in RECORD_TABLES:
-            exists = await db.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
-            counts[table] = await db.fetchval(f"SELECT count(*) FROM {table}") if exists else 0
-        return counts
-    finally:
-        await db.close()

@@ -31,3 +31,13 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "callgate.db")
     return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture
+async def store(store_url):
+    """That store, opened (and migrated), closed after the test."""
+    from callgate.store import open_store
+
+    opened = await open_store(store_url)
+    yield opened
+    await opened.close()

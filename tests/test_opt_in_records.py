@@ -28,13 +28,6 @@ TWO = a_config(companies=[
 T = paris(2026, 10, 1, 15)
 
 
-@pytest.fixture
-async def store(store_url):
-    opened = await open_store(store_url)
-    yield opened
-    await opened.close()
-
-
 async def test_a_withdrawal_revokes_opts_out_and_starts_the_cool_down_for_one_company(store):
     await store.add_consent("acme", CALLEE, Consent(ConsentScope.PROSPECTING, paris(2026, 9, 1)))
     await store.add_consent("acme", CALLEE, Consent(ConsentScope.OUT_OF_HOURS, paris(2026, 9, 1)))

@@ -10,7 +10,6 @@ from builders import POOL, a_config, paris
 from callgate import receipt
 from callgate.model import Consent, ConsentChannel, ConsentScope
 from callgate.receipt import consent_receipt
-from callgate.store import open_store
 
 CALLEE = "+33612345678"
 NOW = paris(2026, 11, 23, 11)
@@ -19,13 +18,6 @@ DIGEST = "0f" * 32
 CONFIG = a_config(
     companies=[{"id": "acme", "name": "ACME Télécom", "sector": "telecom", "numbers": list(POOL)}]
 )
-
-
-@pytest.fixture
-async def store(store_url):
-    opened = await open_store(store_url)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

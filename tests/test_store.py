@@ -12,13 +12,6 @@ from callgate.store import newest_schema_version, open_store, stored_schema_vers
 CALLEE = "+33612345678"
 
 
-@pytest.fixture
-async def store(store_url):
-    opened = await open_store(store_url)
-    yield opened
-    await opened.close()
-
-
 async def test_schema_is_versioned_and_migrations_run_once(store_url):
     path = store_url
     first = await open_store(path)

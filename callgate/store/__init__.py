@@ -7,6 +7,10 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+from urllib.parse import quote
 
 from callgate.store.base import (
     ConsentRecord,
@@ -25,6 +29,7 @@ __all__ = [
     "newest_schema_version",
     "open_store",
     "sqlite_path",
+    "stored_row_counts",
     "stored_schema_version",
 ]
 
@@ -59,16 +64,47 @@ async def stored_schema_version(url: str) -> int:
     """
     path = sqlite_path(url)
     if path is not None:
-        import sqlite3
-        from urllib.parse import quote
+        with _sqlite_read_only(path) as db:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+    async with _postgres_reader(url) as db:
+        exists = await db.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+        version = await db.fetchval("SELECT max(version) FROM schema_version") if exists else 0
+        return int(version or 0)
 
-        try:
-            with contextlib.closing(
-                sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
-            ) as db:
-                return int(db.execute("PRAGMA user_version").fetchone()[0])
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot read the store {path}: {error}") from error
+
+async def stored_row_counts(url: str, tables: Iterable[str]) -> dict[str, int]:
+    """Rows per table, read without migrating anything; a table the schema lacks is 0."""
+    path = sqlite_path(url)
+    if path is not None:
+        with _sqlite_read_only(path) as db:
+            present = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            return {
+                table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                if table in present else 0
+                for table in tables
+            }  # fmt: skip
+    async with _postgres_reader(url) as db:
+        counts = {}
+        for table in tables:
+            exists = await db.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+            counts[table] = await db.fetchval(f"SELECT count(*) FROM {table}") if exists else 0
+        return counts
+
+
+@contextlib.contextmanager
+def _sqlite_read_only(path: str) -> Iterator[sqlite3.Connection]:
+    """The file opened read-only: reading a store must never create or migrate it."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
+        ) as db:
+            yield db
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read the store {path}: {error}") from error
+
+
+@contextlib.asynccontextmanager
+async def _postgres_reader(url: str) -> AsyncIterator[Any]:
     import asyncpg
 
     try:
@@ -76,9 +112,7 @@ async def stored_schema_version(url: str) -> int:
     except (OSError, asyncpg.PostgresError) as error:
         raise StoreError(f"cannot reach PostgreSQL: {error}") from error
     try:
-        exists = await db.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
-        version = await db.fetchval("SELECT max(version) FROM schema_version") if exists else 0
-        return int(version or 0)
+        yield db
     except asyncpg.PostgresError as error:
         raise StoreError(f"cannot read the PostgreSQL store: {error}") from error
     finally:
