@@ -13,8 +13,13 @@ from callgate.numbering import Kind, parse_number
 from callgate.timeparse import parse_instant
 
 __all__ = [
-    "ConsentFields", "InvalidInput", "appointment", "company_id", "consent", "e164", "instant",
+    "MAX_TEXT", "ConsentFields", "InvalidInput", "appointment", "company_id", "consent", "e164",
+    "free_text", "instant",
 ]  # fmt: skip
+
+# Free text lands in the audit log with every decision; a bound keeps one request from
+# writing a megabyte into it. 200 characters name any company, campaign, source or proof.
+MAX_TEXT = 200
 
 
 class InvalidInput(ValueError):
@@ -24,6 +29,18 @@ class InvalidInput(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.detail = message
+
+
+def free_text(text: str | None, field: str, limit: int = MAX_TEXT) -> str | None:
+    """A name or note (company, campaign, dept, source, proof, given_by...): at most
+    ``limit`` characters, encodable as UTF-8 (no lone surrogate), no control character."""
+    if text is None:
+        return None
+    if len(text) > limit:
+        raise InvalidInput(field, f"at most {limit} characters ({len(text)} given)")
+    if _UNSAFE.search(text):
+        raise InvalidInput(field, "contains a control character or an invalid code point")
+    return text
 
 
 def e164(text: str | None, field: str) -> str:
@@ -115,6 +132,8 @@ def appointment(start: datetime, until: datetime | None, field: str = "until") -
 
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# C0 and C1 controls and lone surrogates (which UTF-8 cannot encode).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _enum(kind: type[ConsentScope] | type[ConsentChannel], text: str | None, field: str) -> Any:

@@ -9,6 +9,9 @@ __all__ = ["DEFAULT_ZONE", "parse_instant"]
 
 # A time typed without an offset is read as French legal time, the law's own clock.
 DEFAULT_ZONE = ZoneInfo("Europe/Paris")
+# Every instant callgate keeps is a call, a consent or a list entry of the telephone era;
+# the bound keeps date arithmetic (cool-downs, retention, offsets) far from datetime's ends.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2199
 
 
 def parse_instant(text: str) -> datetime:
@@ -17,10 +20,13 @@ def parse_instant(text: str) -> datetime:
     value = text.strip()
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=DEFAULT_ZONE)
-        parsed = datetime.fromisoformat(value)
+            parsed = datetime.combine(date.fromisoformat(value), time(0), tzinfo=DEFAULT_ZONE)
+        else:
+            parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(
             f"{text!r} is not an ISO 8601 date or time (for example 2026-11-23T14:30:00+01:00)"
         ) from None
+    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+        raise ValueError(f"{text!r} is out of range: years {EARLIEST_YEAR} to {LATEST_YEAR}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=DEFAULT_ZONE)
