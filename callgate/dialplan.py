@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from callgate import inputs
 from callgate.announce import prompt_for
 from callgate.model import CallRequest, Decision, Purpose
 from callgate.numbering import Territory
@@ -21,6 +22,7 @@ __all__ = [
     "encode_result",
     "given_inputs",
     "request_from_channel",
+    "unusable_call",
 ]
 
 COMPANY = "CALLGATE_COMPANY"
@@ -94,18 +96,38 @@ def given_inputs(arguments: Sequence[str], carried: Mapping[str, str] | None) ->
 
 
 def request_from_channel(caller: str, callee: str, variables: Mapping[str, str]) -> CallRequest:
-    """The call as the dialplan hands it over; empty variables mean "the default"."""
+    """The call as the dialplan hands it over; empty variables mean "the default".
+
+    Every value is bounded as the API bounds it: the audit log keeps them all."""
     purpose_text = (variables.get(PURPOSE) or "").strip().lower()
     if purpose_text and purpose_text not in Purpose._value2member_map_:
-        raise InputError(f"{PURPOSE}={purpose_text!r} is not one of {', '.join(Purpose)}")
+        raise InputError(f"{PURPOSE}={_clipped(purpose_text)!r} is not one of"
+                         f" {', '.join(Purpose)}")  # fmt: skip
     return CallRequest(
-        caller=caller,
-        callee=callee,
-        company=(variables.get(COMPANY) or "").strip() or None,
+        caller=_bounded("caller", caller) or "",
+        callee=_bounded("callee", callee) or "",
+        company=_bounded(COMPANY, (variables.get(COMPANY) or "").strip()) or None,
         purpose=Purpose(purpose_text) if purpose_text else None,
-        campaign=(variables.get(CAMPAIGN) or "").strip() or None,
-        dept=(variables.get(DEPT) or "").strip() or None,
+        campaign=_bounded(CAMPAIGN, (variables.get(CAMPAIGN) or "").strip()) or None,
+        dept=_bounded(DEPT, (variables.get(DEPT) or "").strip()) or None,
     )
+
+
+def unusable_call(caller: str, callee: str) -> CallRequest:
+    """The call as far as it can be logged when its inputs cannot be used: the numbers cut
+    to the bound and made encodable, and nothing else."""
+    return CallRequest(_clipped(caller), _clipped(callee), None)
+
+
+def _bounded(name: str, value: str) -> str:
+    try:
+        return inputs.free_text(value, name) or ""
+    except inputs.InvalidInput as error:
+        raise InputError(str(error)) from None
+
+
+def _clipped(text: str) -> str:
+    return text[: inputs.MAX_TEXT].encode("utf-8", "replace").decode("utf-8")
 
 
 def encode_result(decision: Decision) -> str:

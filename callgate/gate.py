@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 
 from callgate import metrics
 from callgate.config import Config
-from callgate.dialplan import GivenInputs, InputError, given_inputs, request_from_channel
+from callgate.dialplan import (
+    GivenInputs,
+    InputError,
+    given_inputs,
+    request_from_channel,
+    unusable_call,
+)
 from callgate.model import CallRequest, Decision, Facts, Purpose, Reason, Verdict
 from callgate.numbering import parse_number
 from callgate.policy import decide
@@ -128,7 +134,7 @@ class CallDecider:
         arguments: Sequence[str] | None, carried: Mapping[str, str] | None,
         read_variable: VariableReader | None,
     ) -> Decision:  # fmt: skip
-        unread = CallRequest(caller, callee, None)
+        unread = unusable_call(caller, callee)
         if arguments is None:
             return self._failed(unread, now, "the gate's arguments could not be recovered",
                                 channel)  # fmt: skip
@@ -148,8 +154,8 @@ class CallDecider:
         try:
             request = request_from_channel(caller, callee, variables)
         except InputError as error:
-            request = request_from_channel(caller, callee, {**variables, "CALLGATE_PURPOSE": ""})
-            return self._failed(request, now, str(error), channel, code=INPUT_INVALID)
+            return self._failed(_loggable(caller, callee, variables), now, str(error), channel,
+                                code=INPUT_INVALID)  # fmt: skip
         try:
             async with asyncio.timeout_at(deadline), self._slots:
                 decision = await check_call(
@@ -237,6 +243,15 @@ async def _read_missing(given: GivenInputs, read: VariableReader | None) -> dict
         **given.values,
         **{name: task.result() for name, task in zip(given.missing, tasks, strict=True)},
     }
+
+
+def _loggable(caller: str, callee: str, variables: Mapping[str, str]) -> CallRequest:
+    """What a call with an unusable input is logged as: every usable input kept, the
+    purpose dropped when it is the culprit, only the cut numbers when another one is."""
+    try:
+        return request_from_channel(caller, callee, {**variables, "CALLGATE_PURPOSE": ""})
+    except InputError:
+        return unusable_call(caller, callee)
 
 
 def gate_error(

@@ -6,11 +6,14 @@ can be injected (the end-to-end suite has the real Asterisk: tests/e2e/test_fore
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from builders import METRO_NPV, MOBILE, MONDAY, a_config
 
 from callgate.gate import CallDecider
 from callgate.store import open_store
+from callgate.store.base import LogQuery
 
 
 @pytest.fixture
@@ -117,3 +120,31 @@ async def test_arguments_that_were_lost_refuse_the_call(decider):
         METRO_NPV, MOBILE, MONDAY, "c", arguments=None, read_variable=channel({})
     )
     assert decision.codes == ("GATE_ERROR",)
+
+
+@pytest.mark.parametrize(
+    ("caller", "variables", "named"),
+    [
+        (METRO_NPV, {"CALLGATE_CAMPAIGN": "c" * 900_000}, "CALLGATE_CAMPAIGN"),
+        (METRO_NPV, {"CALLGATE_DEPT": "7" * 201}, "CALLGATE_DEPT"),
+        (METRO_NPV, {"CALLGATE_COMPANY": "acme\x00"}, "CALLGATE_COMPANY"),
+        ("+3319\ud800", {}, "caller"),
+        ("1" * 5_000, {}, "caller"),
+    ],
+)
+async def test_an_oversized_or_unencodable_input_is_refused_and_logged_bounded(
+    decider, caller, variables, named
+):  # fmt: skip
+    """The audit log keeps every input: a PBX must not write a megabyte, or a value the log
+    cannot encode, into it through a channel variable or a caller ID."""
+    decision = await decider.decide(
+        caller, MOBILE, MONDAY, "c", arguments=["purpose=service"],
+        read_variable=channel(variables),
+    )  # fmt: skip
+    [reason] = decision.reasons
+    assert (decision.allowed, reason.code) == (False, "INPUT_INVALID")
+    assert named in reason.message and len(reason.message) < 400
+    await decider.close()  # the rejection is logged in the store in the background
+    [entry] = await decider.store.log_entries(LogQuery())
+    assert len(json.dumps(entry)) < 4_000
+    assert entry["campaign"] is None and entry["dept"] is None
