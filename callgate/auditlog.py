@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "entry_hash",
     "log_entry",
     "pseudonymise",
+    "read_anchor",
     "verify_chain",
 ]
 
@@ -38,6 +40,8 @@ CHAINED_FIELDS = (
     "dept", "caller_in", "caller_out", "callee_commit", "territory", "verdict", "reasons",
     "retry_after", "ruleset", "latency_ms", "prev_hash",
 )  # fmt: skip
+MAX_SEQ = 2**63 - 1  # the stores keep seq in a signed 64-bit integer
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def callee_commit(callee: str | None, callee_in: str | None, salt: str) -> str:
@@ -90,7 +94,7 @@ def pseudonymise(entry: Mapping[str, Any]) -> dict[str, Any]:
 class ChainBreak:
     """Where the chain breaks, and how, in words an auditor can act on."""
 
-    position: int  # 1-based line of the export, or rank in the store
+    position: int  # 1-based rank of the entry in the export or the store
     seq: int | None
     entry_id: str | None
     problem: str
@@ -99,25 +103,38 @@ class ChainBreak:
         return f"entry {self.position} (seq {self.seq}, id {self.entry_id}): {self.problem}"
 
 
+def read_anchor(value: Any) -> tuple[int, str] | None:
+    """An export's anchor, ``{"seq": N, "hash": H}``, as (seq, hash); None if malformed."""
+    if not isinstance(value, Mapping):
+        return None
+    seq, digest = value.get("seq"), value.get("hash")
+    if not (_is_seq(seq, low=0) and isinstance(digest, str) and _HASH.fullmatch(digest)):
+        return None
+    return seq, digest
+
+
 class ChainVerifier:
-    """Checks a log entry by entry, in order, so that a big log streams through it."""
+    """Checks a log entry by entry, in order, so that a big log streams through it.
+
+    It takes whatever an export holds: a value that is no log entry is a break, never an
+    exception (an auditor's tool reports, it does not crash)."""
 
     def __init__(self, anchor: tuple[int, str] | None = None) -> None:
         self.expected_seq: int | None = anchor[0] + 1 if anchor else None
         self.expected_prev = anchor[1] if anchor else GENESIS
         self.count = 0
 
-    def feed(self, entry: Mapping[str, Any]) -> ChainBreak | None:
+    def feed(self, entry: Any) -> ChainBreak | None:
         """Check the next entry; returns the break it shows, if any."""
+        if not isinstance(entry, Mapping):
+            problem = "not a log entry: a JSON object is expected"
+            return ChainBreak(self.count + 1, None, None, problem)
         seq = entry.get("seq")
-        where = (self.count + 1, seq, entry.get("id"))
-        if "callee" in entry and "callee_salt" in entry:
-            commit = callee_commit(entry["callee"], entry.get("callee_in"), entry["callee_salt"])
-            if commit != entry.get("callee_commit"):
-                return ChainBreak(*where, "edited: the callee number was changed")
-        if entry_hash(entry) != entry.get("hash"):
-            return ChainBreak(*where, "edited: its content does not match its hash")
-        if self.expected_seq is not None and isinstance(seq, int) and seq != self.expected_seq:
+        where = (self.count + 1, seq if _is_seq(seq) else None, _shown_id(entry.get("id")))
+        problem = _malformed(entry) or _edited(entry)
+        if problem:
+            return ChainBreak(*where, problem)
+        if self.expected_seq is not None and seq != self.expected_seq:
             if seq > self.expected_seq:
                 problem = f"entries {self.expected_seq} to {seq - 1} before it were removed"
             else:
@@ -125,10 +142,49 @@ class ChainVerifier:
             return ChainBreak(*where, problem)
         if entry.get("prev_hash") != self.expected_prev:
             return ChainBreak(*where, "the entry before it was removed, replaced or reordered")
-        self.expected_seq = seq + 1 if isinstance(seq, int) else None
-        self.expected_prev = str(entry["hash"])
+        self.expected_seq = seq + 1
+        self.expected_prev = entry["hash"]
         self.count += 1
         return None
+
+
+def _is_seq(value: Any, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_SEQ
+
+
+def _shown_id(value: Any) -> str | None:
+    """The entry's id for a report, when it looks like one (a forged one could hold
+    terminal escapes, or a megabyte)."""
+    if isinstance(value, str) and len(value) <= 64 and value.isprintable():
+        return value
+    return None
+
+
+def _malformed(entry: Mapping[str, Any]) -> str | None:
+    """What makes the value no log entry at all, if anything."""
+    if not _is_seq(entry.get("seq")):
+        return "not a log entry: its seq is not a positive 64-bit integer"
+    for name in ("hash", "prev_hash"):
+        digest = entry.get(name)
+        if not (isinstance(digest, str) and _HASH.fullmatch(digest)):
+            return f"not a log entry: its {name} is not 64 hexadecimal digits"
+    return None
+
+
+def _edited(entry: Mapping[str, Any]) -> str | None:
+    """How the entry's content departs from its hash or its callee commitment, if it does."""
+    try:
+        if "callee" in entry and "callee_salt" in entry:
+            commit = callee_commit(entry["callee"], entry.get("callee_in"), entry["callee_salt"])
+            if commit != entry.get("callee_commit"):
+                return "edited: the callee number was changed"
+        if entry_hash(entry) != entry["hash"]:
+            return "edited: its content does not match its hash"
+    except UnicodeEncodeError:  # a lone surrogate, which no entry written can hold
+        return "edited: it holds an invalid code point (a lone surrogate)"
+    except RecursionError:
+        return "not a log entry: nested too deeply"
+    return None
 
 
 def verify_chain(

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
-from callgate.auditlog import ChainBreak, ChainVerifier, pseudonymise
+from callgate.auditlog import ChainBreak, ChainVerifier, pseudonymise, read_anchor
 from callgate.config import Config
 from callgate.gate import GATE_CODES, resolve_request
 from callgate.model import CallRequest, Purpose
@@ -39,6 +39,10 @@ __all__ = ["add_log_parser", "verify_chain"]
 
 EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
 _BATCH = 5000
+# An entry's free text is bounded (inputs.MAX_TEXT), so a line is a few kilobytes; an
+# older log may hold longer ones, yet nothing near this. A longer line is no entry, and
+# reading it whole could take all the memory.
+MAX_EXPORT_LINE = 16 << 20
 
 
 class LogUsageError(Exception):
@@ -366,26 +370,59 @@ async def verify_chain(store: Store) -> tuple[ChainVerifier, ChainBreak | None]:
 
 
 def _verify_file(path: Path) -> tuple[ChainVerifier, ChainBreak | None, str]:
+    """An export's chain, line by line: whatever the file holds, a verdict, never a crash."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as error:
         raise LogUsageError(f"{path}: {error.strerror}") from None
     verifier = ChainVerifier()
     with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+        for number, line in enumerate(_raw_lines(handle), start=1):
+            entry, problem = _json_line(line)
+            if problem:
+                broken = ChainBreak(verifier.count + 1, None, None, problem)
+                return verifier, broken, f"{path} line {number}"
+            if entry is _BLANK:
                 continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                return verifier, ChainBreak(number, None, None, "not a JSON line"), str(path)
-            if number == 1 and "anchor" in entry:
-                verifier = ChainVerifier((entry["anchor"]["seq"], entry["anchor"]["hash"]))
+            if number == 1 and isinstance(entry, dict) and "anchor" in entry:
+                anchor = read_anchor(entry["anchor"])
+                if anchor is None:
+                    broken = ChainBreak(1, None, None, _BAD_ANCHOR)
+                    return verifier, broken, f"{path} line {number}"
+                verifier = ChainVerifier(anchor)
                 continue
             broken = verifier.feed(entry)
             if broken:
                 return verifier, broken, f"{path} line {number}"
     return verifier, None, str(path)
+
+
+_BLANK = object()
+_BAD_ANCHOR = 'a malformed anchor (expected {"anchor": {"seq": N, "hash": 64 hex digits}})'
+
+
+def _raw_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """The file's lines as bytes, each cut at MAX_EXPORT_LINE + 1 bytes."""
+    while line := handle.readline(MAX_EXPORT_LINE + 1):
+        yield line
+        if len(line) > MAX_EXPORT_LINE:
+            return
+
+
+def _json_line(line: bytes) -> tuple[Any, str | None]:
+    """One line's value (``_BLANK`` for an empty line), or what makes it unreadable."""
+    if len(line) > MAX_EXPORT_LINE:
+        return None, f"not a log entry: longer than {MAX_EXPORT_LINE:,} bytes"
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    if not text.strip():
+        return _BLANK, None
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError):  # ValueError: also an integer of 4,300+ digits
+        return None, "not a JSON line"
 
 
 async def _purge(args: argparse.Namespace, config: Config, store: Store) -> int:

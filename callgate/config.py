@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import reprlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +25,7 @@ from callgate.numbering import (
 
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
+    "LIMITS",
     "AgiSettings",
     "AmiSettings",
     "ApiSettings",
@@ -90,6 +93,11 @@ class AgiSettings:
     listen: str = "127.0.0.1:4573"  # loopback: Asterisk runs on the same host
     max_concurrent: int = 256
     decision_timeout: float = 1.5  # seconds; well inside Asterisk's 2 s FastAGI timeout
+    # Connections served at once; more are refused at once (GATE_ERROR). Well under the
+    # usual 1,024 open files, which a flood of connections would otherwise exhaust.
+    max_connections: int = 500
+    # Seconds for a whole connection, headers to last reply: Asterisk's take milliseconds.
+    connection_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,11 @@ class ApiSettings:
     bind: str = "127.0.0.1:8090"
     token_file: str | None = None  # or $CALLGATE_API_TOKEN; never inline
     scrub_workers: int = 1  # processes judging a call list; 1: in the API's own process
+    # Open connections at most; at the cap the oldest idle one is closed for a new one
+    # (lowered to fit the process's limit on open files).
+    max_connections: int = 512
+    idle_timeout: float = 15.0  # seconds a connection may wait for a request's headers
+    stall_timeout: float = 30.0  # seconds a request's body, or a scrub's reader, may stall
 
     def token(self) -> str:
         """The API's bearer token, from $CALLGATE_API_TOKEN or ``token_file``."""
@@ -164,11 +177,37 @@ class Config:
 
 
 MAX_SCRUB_WORKERS = 64
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kilobytes; /dev/zero is not one
+TCP_PORTS = (1, 65535)
+
+# Every numeric key: its range (both ends included) and its unit, checked by `_bounded`.
+# RULES-FR's figures where the law gives one, generous operating limits otherwise.
+LIMITS: dict[str, tuple[int | float, int | float, str]] = {
+    # §3.2: 60 days; 0 turns the rule off (a decree of July 2026 may have removed it).
+    "rules.refusal_cooldown_days": (0, 3650, " days"),
+    # §4: 365 (strict reading); a consent is given again, never kept for decades.
+    "rules.consent_max_age_days": (1, 3650, " days"),
+    # §2.4: a call "at a precisely specified date and time": minutes, a few hours at most.
+    "rules.appointment_window_minutes": (1, 240, " minutes"),
+    "ari.max_concurrent": (1, 10_000, ""),
+    "ari.decision_timeout": (0.1, 30.0, " seconds"),
+    "agi.max_concurrent": (1, 10_000, ""),
+    "agi.decision_timeout": (0.1, 30.0, " seconds"),
+    "agi.max_connections": (1, 10_000, ""),
+    "agi.connection_timeout": (1.0, 300.0, " seconds"),
+    "ami.port": (*TCP_PORTS, ""),
+    "api.scrub_workers": (1, MAX_SCRUB_WORKERS, ""),
+    "api.max_connections": (1, 1_000_000, ""),
+    "api.idle_timeout": (1.0, 3600.0, " seconds"),
+    "api.stall_timeout": (1.0, 3600.0, " seconds"),
+    "log.retention_days": (1, 3650, " days"),
+}
 
 
 def scrub_workers_problem(count: int) -> str | None:
     """What is wrong with a number of scrub workers, if anything (config and CLI alike)."""
-    return None if 1 <= count <= MAX_SCRUB_WORKERS else f"must be 1 to {MAX_SCRUB_WORKERS}"
+    low, high, _ = LIMITS["api.scrub_workers"]
+    return None if low <= count <= high else f"must be {low} to {high}"
 
 
 # Sections owned by the services (ARI, AGI, API). Kept as tables for them to validate.
@@ -184,19 +223,36 @@ def find_config_file(explicit: str | None) -> Path | None:
 
 
 def load_config(path: Path) -> Config:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    """The configuration in ``path``, checked whole; any fault is a one-line ConfigError."""
+    data = _read_toml(path)
     try:
         return parse_config(data, source=str(path))
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes, not a configuration")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {error.start + 1} cannot be read)"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError:  # tomllib hands int() a literal longer than Python converts
+        raise ConfigError(f"{path}: not valid TOML: a number with too many digits") from None
 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
@@ -206,7 +262,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     store_url = _get(store, "url", str, "store.", DEFAULT_STORE)
     synchronous = _get(store, "synchronous", str, "store.", "full")
     if synchronous not in ("full", "normal"):
-        raise ConfigError(f"store.synchronous: {synchronous!r} is not full or normal")
+        raise ConfigError(f"store.synchronous: {_shown(synchronous)} is not full or normal")
     companies = _companies(data.get("companies", []))
     return Config(
         store_url=store_url,
@@ -236,17 +292,19 @@ def _rules(table: Mapping[str, Any]) -> RuleSettings:
     )  # fmt: skip
     pack = _get(table, "pack", str, p, "fr")
     if pack != "fr":
-        raise ConfigError(f"rules.pack: unknown rule pack {pack!r} (known: fr)")
+        raise ConfigError(f"rules.pack: unknown rule pack {_shown(pack)} (known: fr)")
     purpose = _get(table, "default_purpose", str, p, Purpose.PROSPECTING.value)
     if purpose not in Purpose._value2member_map_:
-        raise ConfigError(f"rules.default_purpose: {purpose!r} is not one of {', '.join(Purpose)}")
+        raise ConfigError(
+            f"rules.default_purpose: {_shown(purpose)} is not one of {', '.join(Purpose)}"
+        )
     settings = RuleSettings(
         pack=pack,
         default_purpose=Purpose(purpose),
         strict_holidays=_get(table, "strict_holidays", bool, p, True),
-        refusal_cooldown_days=_days(table, "refusal_cooldown_days", 60),
-        consent_max_age_days=_days(table, "consent_max_age_days", 365),
-        appointment_window_minutes=_minutes(table, "appointment_window_minutes", 15),
+        refusal_cooldown_days=_bounded(table, "refusal_cooldown_days", p, 60),
+        consent_max_age_days=_bounded(table, "consent_max_age_days", p, 365),
+        appointment_window_minutes=_bounded(table, "appointment_window_minutes", p, 15),
         allow_foreign=_get(table, "allow_foreign", bool, p, False),
     )
     if "npv_prefixes" in table:
@@ -254,8 +312,10 @@ def _rules(table: Mapping[str, Any]) -> RuleSettings:
     if "emergency_numbers" in table:
         extra = _get(table, "emergency_numbers", list, p, [])
         for index, number in enumerate(extra):
-            if not isinstance(number, str) or not number.isdigit():
-                raise ConfigError(f"rules.emergency_numbers[{index}]: expected a string of digits")
+            if not isinstance(number, str) or not _SHORT_CODE.fullmatch(number):
+                raise ConfigError(
+                    f"rules.emergency_numbers[{index}]: expected a short code of 2 to 6 digits"
+                )
         settings = replace(settings, emergency_numbers=DEFAULT_EMERGENCY_NUMBERS | set(extra))
     return settings
 
@@ -267,7 +327,7 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
     default = AriSettings()
     url = _get(table, "url", str, p, default.url)
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"ari.url: {url!r} is not an http:// or https:// URL")
+        raise ConfigError(f"ari.url: {_shown(url)} is not an http:// or https:// URL")
     max_concurrent, timeout = _limits(table, p, default.max_concurrent, default.decision_timeout)
     return AriSettings(
         url=url.rstrip("/"),
@@ -280,14 +340,21 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
 
 
 def _api(table: Mapping[str, Any]) -> ApiSettings:
-    _no_unknown_keys(table, {"bind", "token_file", "scrub_workers"}, "api.")
-    bind = _get(table, "bind", str, "api.", ApiSettings().bind)
+    p, default = "api.", ApiSettings()
+    keys = {
+        "bind", "token_file", "scrub_workers", "max_connections", "idle_timeout", "stall_timeout",
+    }  # fmt: skip
+    _no_unknown_keys(table, keys, p)
+    bind = _get(table, "bind", str, p, default.bind)
     _host_port(bind, "api.bind")
-    workers = _get(table, "scrub_workers", int, "api.", ApiSettings().scrub_workers)
-    if problem := scrub_workers_problem(workers):
-        raise ConfigError(f"api.scrub_workers: {problem}, not {workers}")
-    token_file = _get(table, "token_file", str, "api.", None)
-    return ApiSettings(bind=bind, token_file=token_file, scrub_workers=workers)
+    workers = _bounded(table, "scrub_workers", p, default.scrub_workers)
+    token_file = _get(table, "token_file", str, p, None)
+    return ApiSettings(
+        bind=bind, token_file=token_file, scrub_workers=workers,
+        max_connections=_bounded(table, "max_connections", p, default.max_connections),
+        idle_timeout=_bounded(table, "idle_timeout", p, default.idle_timeout),
+        stall_timeout=_bounded(table, "stall_timeout", p, default.stall_timeout),
+    )  # fmt: skip
 
 
 def _ami(table: Mapping[str, Any]) -> AmiSettings:
@@ -296,10 +363,10 @@ def _ami(table: Mapping[str, Any]) -> AmiSettings:
     default = AmiSettings()
     host = _get(table, "host", str, p, default.host).strip()
     if not _is_host(host):
-        raise ConfigError(f"ami.host: {host!r} is not a host name or address, such as 127.0.0.1")
-    port = _get(table, "port", int, p, default.port)
-    if not 0 < port < 65536:
-        raise ConfigError(f"ami.port: {port} is not a TCP port (1 to 65535)")
+        raise ConfigError(
+            f"ami.host: {_shown(host)} is not a host name or address, such as 127.0.0.1"
+        )
+    port = _bounded(table, "port", p, default.port)
     username = _get(table, "username", str, p, default.username)
     if not username.strip():
         raise ConfigError("ami.username: empty; manager.conf names the user in [brackets]")
@@ -322,42 +389,45 @@ def _is_host(text: str) -> bool:
 
 def _host_port(text: str, key: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{key}: {text!r} is not HOST:PORT, such as 127.0.0.1:8090")
+    low, high = TCP_PORTS
+    # ASCII digits only: "²".isdigit() is true, yet int() refuses it.
+    if not _is_host(host) or not _PORT.fullmatch(port) or not low <= int(port) <= high:
+        raise ConfigError(f"{key}: {_shown(text)} is not HOST:PORT, such as 127.0.0.1:8090")
     return host, int(port)
 
 
 def _log(table: Mapping[str, Any]) -> LogSettings:
     _no_unknown_keys(table, {"node", "retention_days"}, "log.")
-    days = _get(table, "retention_days", int, "log.", None)
-    if days is not None and days < 1:
-        raise ConfigError("log.retention_days: must be 1 or more days")
+    days = _bounded(table, "retention_days", "log.", None)
     return LogSettings(node=_get(table, "node", str, "log.", None), retention_days=days)
 
 
 def _agi(table: Mapping[str, Any]) -> AgiSettings:
     p = "agi."
-    _no_unknown_keys(table, {"listen", "max_concurrent", "decision_timeout"}, p)
+    keys = {"listen", "max_concurrent", "decision_timeout", "max_connections", "connection_timeout"}
+    _no_unknown_keys(table, keys, p)
     default = AgiSettings()
     listen = _get(table, "listen", str, p, default.listen)
     _host_port(listen, "agi.listen")
     max_concurrent, timeout = _limits(table, p, default.max_concurrent, default.decision_timeout)
-    return AgiSettings(listen=listen, max_concurrent=max_concurrent, decision_timeout=timeout)
+    whole = _bounded(table, "connection_timeout", p, default.connection_timeout)
+    if whole <= timeout:
+        raise ConfigError(
+            f"agi.connection_timeout: {whole:g} s must exceed agi.decision_timeout ({timeout:g} s)"
+        )
+    return AgiSettings(
+        listen=listen, max_concurrent=max_concurrent, decision_timeout=timeout,
+        max_connections=_bounded(table, "max_connections", p, default.max_connections),
+        connection_timeout=whole,
+    )  # fmt: skip
 
 
 def _limits(
     table: Mapping[str, Any], p: str, max_default: int, timeout_default: float
 ) -> tuple[int, float]:
     """A gate's max_concurrent and decision_timeout, checked."""
-    max_concurrent = _get(table, "max_concurrent", int, p, max_default)
-    if max_concurrent < 1:
-        raise ConfigError(f"{p}max_concurrent: must be 1 or more")
-    timeout = table.get("decision_timeout", timeout_default)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 30:
-        raise ConfigError(
-            f"{p}decision_timeout: expected seconds between 0 and 30, got {timeout!r}"
-        )
-    return max_concurrent, float(timeout)
+    max_concurrent = _bounded(table, "max_concurrent", p, max_default)
+    return max_concurrent, _bounded(table, "decision_timeout", p, timeout_default)
 
 
 def _npv(value: Any) -> Mapping[str, frozenset[Territory]]:
@@ -365,8 +435,8 @@ def _npv(value: Any) -> Mapping[str, frozenset[Territory]]:
         raise ConfigError('rules.npv_prefixes: expected a table such as {"0948" = ["FR-MET"]}')
     table: dict[str, frozenset[Territory]] = {}
     for prefix, territories in value.items():
-        key = f"rules.npv_prefixes.{prefix}"
-        if not (prefix.isdigit() and prefix.startswith("0") and 3 <= len(prefix) <= 6):
+        key = f"rules.npv_prefixes.{_name(prefix)}"
+        if not _NATIONAL_PREFIX.fullmatch(prefix):
             raise ConfigError(f"{key}: expected a national prefix such as 0948")
         if not isinstance(territories, list) or not territories:
             raise ConfigError(f'{key}: expected a list of territories such as ["FR-MET"]')
@@ -375,29 +445,35 @@ def _npv(value: Any) -> Mapping[str, frozenset[Territory]]:
         except ValueError:
             known = ", ".join(Territory)
             raise ConfigError(
-                f"{key}: unknown territory in {territories} (known: {known})"
+                f"{key}: unknown territory in {_shown(territories)} (known: {known})"
             ) from None
     return PrefixTable(table)
 
 
-def _days(table: Mapping[str, Any], key: str, default: int) -> int:
-    value = _get(table, key, int, "rules.", default)
-    if value < 0:
-        raise ConfigError(f"rules.{key}: must be zero or more days, not {value}")
-    return value
-
-
-def _minutes(table: Mapping[str, Any], key: str, default: int) -> int:
-    value = _get(table, key, int, "rules.", default)
-    if value < 1:
-        raise ConfigError(f"rules.{key}: must be one minute or more, not {value}")
-    return value
+def _bounded(table: Mapping[str, Any], key: str, prefix: str, default: Any) -> Any:
+    """A numeric key of its type and within its range of ``LIMITS``. A range given in
+    floats takes seconds (an integer is one too); otherwise only an integer will do."""
+    name = f"{prefix}{key}"
+    low, high, unit = LIMITS[name]
+    if key not in table:
+        return default
+    value = table[key]
+    seconds = isinstance(low, float)
+    # bool is an int in Python; `refusal_cooldown_days = true` is an error.
+    if isinstance(value, bool) or not isinstance(value, (int, float) if seconds else int):
+        expected = "a number of seconds" if seconds else "an integer"
+        got = f"{type(value).__name__} {_shown(value)}"
+        raise ConfigError(f"{name}: expected {expected}, got {got}")
+    if not low <= value <= high:  # NaN fails this test too
+        raise ConfigError(f"{name}: must be {low} to {high}{unit}, not {_shown(value)}")
+    return float(value) if seconds else value
 
 
 def _companies(value: Any) -> dict[str, Company]:
     if not isinstance(value, list):
         raise ConfigError("companies: expected [[companies]] tables")
     companies: dict[str, Company] = {}
+    owners: dict[str, str] = {}  # a presented number -> the company whose pool holds it
     for index, table in enumerate(value):
         p = f"companies[{index}]."
         if not isinstance(table, Mapping):
@@ -407,13 +483,14 @@ def _companies(value: Any) -> dict[str, Company]:
         if not company_id:
             raise ConfigError(f"{p}id: missing; every company needs an id")
         if company_id in companies:
-            raise ConfigError(f"{p}id: duplicate company id {company_id!r}")
+            raise ConfigError(f"{p}id: duplicate company id {_shown(company_id)}")
         sector = _get(table, "sector", str, p, None)
         numbers = []
         for n, raw in enumerate(_get(table, "numbers", list, p, [])):
             parsed = parse_number(raw) if isinstance(raw, str) else None
             if parsed is None or not _presentable(parsed):
-                raise ConfigError(f"{p}numbers[{n}]: {raw!r} is not a valid phone number")
+                raise ConfigError(f"{p}numbers[{n}]: {_shown(raw)} is not a valid phone number")
+            _claim(owners, parsed.display, company_id, f"{p}numbers[{n}]")
             numbers.append(parsed.display)
         companies[company_id] = Company(
             id=company_id,
@@ -422,6 +499,17 @@ def _companies(value: Any) -> dict[str, Company]:
             numbers=tuple(dict.fromkeys(numbers)),
         )
     return companies
+
+
+def _claim(owners: dict[str, str], number: str, company_id: str, key: str) -> None:
+    """A number presented identifies one company: a second pool holding it (in any
+    notation: numbers compare in E.164) would let one company call as the other."""
+    owner = owners.setdefault(number, company_id)
+    if owner != company_id:
+        raise ConfigError(
+            f"{key}: {number} is in the pools of both {_shown(owner)} and {_shown(company_id)};"
+            " a number belongs to one company"
+        )
 
 
 def _presentable(number: Number) -> bool:
@@ -447,17 +535,37 @@ def _get(table: Mapping[str, Any], key: str, kind: type, prefix: str, default: A
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(
             f"{prefix}{key}: expected {_KIND_NAMES.get(kind, kind.__name__)}, "
-            f"got {type(value).__name__} {value!r}"
+            f"got {type(value).__name__} {_shown(value)}"
         )
     return value
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
+_SHORT_CODE = re.compile(r"[1-9][0-9]{1,5}")  # what parse_number reads as a short code
+_NATIONAL_PREFIX = re.compile(r"0[0-9]{2,5}")
+_PORT = re.compile(r"[0-9]{1,5}")
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _name(key: Any) -> str:
+    """A key of the file as a message names it: as written, unless that would break the
+    line or the terminal (TOML's quoted keys may hold anything)."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= 60:
+        return key
+    return _shown(key)
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: short, whatever its size."""
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() refuses the biggest
+        return f"an integer of {value.bit_length()} bits"
+    return _REPR.repr(value)
 
 
 def _no_unknown_keys(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
     for key in table:
         if key not in known:
             raise ConfigError(
-                f"{prefix}{key}: unknown key (known here: {', '.join(sorted(known))})"
+                f"{prefix}{_name(key)}: unknown key (known here: {', '.join(sorted(known))})"
             )

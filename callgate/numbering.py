@@ -159,7 +159,13 @@ _MISSING_WORDS = frozenset(
     {"", "anonymous", "unknown", "restricted", "private", "unavailable", "withheld", "masked"}
 )
 _SEPARATORS = re.compile(r"[\s.\-()/]")
-_DIGITS = re.compile(r"\+?\d+")
+# ASCII digits: a dialplan dials no other, and a short code in other digits ("１１２")
+# would match neither the emergency list nor a company's pool.
+_DIGITS = re.compile(r"\+?[0-9]+")
+# E.164 numbers have at most 15 digits; the longest form handed over ("00", spaces,
+# dots) stays far below this. Longer text is junk: parsed without the cache (which it
+# would only fill) and never handed to int(), which refuses 4,300 digits and more.
+MAX_NUMBER_TEXT = 64
 _FRENCH_E164 = re.compile(r"(33|590|594|596|262|508)(\d+)")
 
 
@@ -184,9 +190,16 @@ class Number:
         return self.e164 or self.national or self.raw
 
 
-@lru_cache(maxsize=65536)
 def parse_number(raw: str | None) -> Number:
     """Normalise whatever a dialplan or a file hands over. Never raises."""
+    if raw is not None and len(raw) > MAX_NUMBER_TEXT:
+        return _parse(raw)
+    return _parse_cached(raw)
+
+
+def _parse(raw: str | None) -> Number:
+    if raw is not None and len(raw) > MAX_NUMBER_TEXT:
+        return Number(raw, Kind.INVALID)
     text = _SEPARATORS.sub("", (raw or "").strip())
     if text.lower() in _MISSING_WORDS:
         return Number(raw or "", Kind.MISSING)
@@ -201,6 +214,11 @@ def parse_number(raw: str | None) -> Number:
     if not text.startswith("0") and 2 <= len(text) <= 6:
         return Number(raw, Kind.SHORT, national=text)
     return Number(raw, Kind.INVALID)
+
+
+_parse_cached = lru_cache(maxsize=65536)(_parse)
+# The parser without its cache, for a bulk read of numbers seen once (optout_file).
+parse_number.__wrapped__ = _parse
 
 
 def _from_national(raw: str, text: str) -> Number:

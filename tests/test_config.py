@@ -33,8 +33,8 @@ def test_an_ipv6_host_is_an_address():
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"port": 0}, "ami.port: 0 is not a TCP port"),
-        ({"port": 70000}, "ami.port: 70000 is not a TCP port"),
+        ({"port": 0}, "ami.port: must be 1 to 65535, not 0"),
+        ({"port": 70000}, "ami.port: must be 1 to 65535, not 70000"),
         ({"port": "5038"}, "ami.port: expected an integer"),
         ({"port": True}, "ami.port: expected an integer"),
         ({"host": "127.0.0.1:5038"}, "ami.host: '127.0.0.1:5038' is not a host"),
