@@ -1,50 +1,129 @@
 """The FastAGI gate (`callgate agi`): the same decision as the ARI gate, for AGI dialplans.
 
-Built on panoramisk's Request and AGI result parser, with our own connection handler:
-panoramisk 1.4's handler spins forever on a connection closed before the AGI headers
-end (a health check, a port probe), freezing every later request. Here every read stops
-at EOF, the headers have a deadline, and each route is an ``async def`` in one table.
+Built on panoramisk's Request and AGI result parser, with our own accept loop and
+connection handler: panoramisk 1.4's handler spins forever on a connection closed before
+the AGI headers end (a health check, a port probe), freezing every later request, and
+asyncio's server, out of file descriptors, retries accept in a loop and logs each failure
+with a traceback. Here every read stops at EOF, every connection has a deadline, at most
+``agi.max_connections`` are served at once, and a flood of faulty clients is one log
+line per kind and interval, never one per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import re
+import reprlib
+import resource
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from panoramisk.fast_agi import Request
 from panoramisk.utils import parse_agi_result
 
-from callgate import metrics
+from callgate import inputs, metrics
 from callgate.config import Config
-from callgate.dialplan import RESULT_VARIABLE, encode_result
-from callgate.gate import CallDecider, log_line
+from callgate.dialplan import RESULT_VARIABLE, encode_result, unusable_call
+from callgate.gate import CallDecider, gate_error, log_line
 from callgate.model import Decision
 from callgate.store import Store
 
-__all__ = ["AgiError", "AgiGate", "AgiHangup", "agi_arguments", "parse_headers"]
+__all__ = [
+    "AgiError",
+    "AgiGate",
+    "AgiHangup",
+    "AgiProtocolError",
+    "agi_arguments",
+    "parse_headers",
+]
 
 log = logging.getLogger("callgate.agi")
 
 HEADER_TIMEOUT = 2.0  # Asterisk sends its headers at once; a silent client is a probe
+MAX_HEADER_BYTES = 64 * 1024  # Asterisk's are about a kilobyte
+READ_LIMIT = 64 * 1024  # the longest line read, a header or a reply
+# Connections the kernel holds until accepted: a burst of calls waits there, not in SYN
+# retries a second apart, and costs the gate no file descriptor.
+BACKLOG = socket.SOMAXCONN
+STALLED_AFTER = 1.0  # seconds a connection waits on its client before it may give way
+OVERFLOW_ANSWERS = 64  # connections over the cap answered at once; more are just closed
+OVERFLOW_TIMEOUT = 1.0  # seconds to answer one of them
+ACCEPT_PAUSE = 0.1  # seconds before accepting again after a failed accept
+FLOOD_INTERVAL = 10.0  # seconds between two log lines of one kind of fault
+FILE_RESERVE = 64  # open files besides the connections: store, logs, health server
+_DECISION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class AgiHangup(Exception):
     """The channel hung up or the connection closed: stop talking to it."""
 
 
+class AgiProtocolError(Exception):
+    """The client sent something that is not AGI: stop talking to it."""
+
+
+def _shown(data: str | bytes) -> str:
+    """A client's text as it may appear in the log: quoted, escaped and cut short."""
+    return reprlib.repr(data)
+
+
+def _channel_id(value: str | None) -> str | None:
+    """A channel name or unique id as Asterisk makes them, short and printable; a header
+    that is not one is logged and stored quoted and cut short, never whole."""
+    try:
+        return inputs.free_text(value, "channel")
+    except inputs.InvalidInput:
+        return _shown(value)
+
+
 class _Request(Request):
-    """panoramisk's Request, with EOF and HANGUP ending the conversation."""
+    """panoramisk's Request, with EOF and HANGUP ending the conversation, anything that is
+    not an AGI reply ending it too, and the waits on the client marked by ``waiting``."""
+
+    def __init__(
+        self, *args: Any, waiting: Callable[[], AbstractContextManager[None]] | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.waiting = waiting or contextlib.nullcontext
+
+    async def send_command(self, command: str) -> dict[str, Any]:
+        self.writer.write(f"{command}\n".encode(self.encoding))
+        await self.writer.drain()
+        with self.waiting():
+            result = await self._read_result()
+            while result.get("status_code") == 100:  # "100 Trying...": the reply follows
+                result = await self._read_result()
+            if result.get("error") == "AGIUsageError":  # the usage is on the next line
+                result["msg"] += await self._read_line()
+        return result
+
+    async def _read_line(self) -> str:
+        try:
+            line = await self.reader.readline()
+        except ValueError:  # asyncio's word for a line over the reader's limit
+            raise AgiProtocolError(f"a reply line over {READ_LIMIT} bytes") from None
+        try:
+            return line.decode(self.encoding)
+        except UnicodeDecodeError:
+            raise AgiProtocolError(f"a reply that is not UTF-8: {_shown(line)}") from None
 
     async def _read_result(self) -> dict[str, Any]:
-        line = await self.reader.readline()
+        line = await self._read_line()
         if not line:
             raise AgiHangup("connection closed")
-        result: dict[str, Any] = parse_agi_result(line.decode(self.encoding).rstrip("\r\n"))
+        try:
+            result: dict[str, Any] = parse_agi_result(line.rstrip("\r\n"))
+        except ValueError:  # no status code, or one too long for int()
+            raise AgiProtocolError(f"not an AGI reply: {_shown(line)}") from None
         if result.get("error") == "AGIResultHangup":
             raise AgiHangup("channel hung up")
         return result
@@ -60,6 +139,26 @@ def parse_headers(lines: list[bytes]) -> dict[str, str]:
     return headers
 
 
+async def _read_header_lines(reader: asyncio.StreamReader) -> tuple[list[bytes], bool]:
+    """The header lines up to the blank one, and whether it came (not when the client
+    closed before it)."""
+    lines: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line over the reader's limit
+            raise AgiProtocolError(f"a header line over {READ_LIMIT} bytes") from None
+        if not line:
+            return lines, False
+        if line in (b"\n", b"\r\n"):
+            return lines, True
+        size += len(line)
+        if size > MAX_HEADER_BYTES:
+            raise AgiProtocolError(f"headers over {MAX_HEADER_BYTES} bytes")
+        lines.append(line)
+
+
 def agi_arguments(headers: dict[str, str]) -> list[str]:
     """The AGI() arguments after the script, as Asterisk numbers them (agi_arg_1...)."""
     arguments = []
@@ -73,7 +172,8 @@ async def get_variable(request: _Request, name: str) -> str:
     metrics.INPUT_READS.labels("agi").inc()
     reply = await request.send_command(f"GET VARIABLE {name}")
     if "error" in reply:
-        raise AgiError(f"GET VARIABLE {name}: {reply.get('msg') or reply['error']}")
+        why = _shown(reply.get("msg") or reply["error"])
+        raise AgiError(f"GET VARIABLE {name}: {why}")
     is_set, value = reply.get("result", ("0", ""))
     return value if is_set == "1" else ""
 
@@ -89,15 +189,126 @@ def agi_quote(value: str) -> str:
 Route = Callable[[_Request], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A way a connection ends without its answer: its metric label, log level and words."""
+
+    label: str
+    level: int
+    text: str
+
+
+OVER_CAP = Fault("over_cap", logging.WARNING, "refused at once, agi.max_connections reached")
+STALLED = Fault("stalled", logging.WARNING, "silent connection closed for a new one")
+TIMED_OUT = Fault("timed_out", logging.WARNING, "connection closed at agi.connection_timeout")
+NO_HEADERS = Fault("no_headers", logging.INFO, "connection without complete AGI headers")
+PROBE = Fault("probe", logging.DEBUG, "connection closed before any header (a port probe)")
+ENDED_EARLY = Fault("ended_early", logging.INFO, "connection ended early by the client")
+NOT_AGI = Fault("not_agi", logging.WARNING, "connection closed, the client does not speak AGI")
+NO_ROUTE = Fault("no_route", logging.ERROR, "request for no FastAGI route")
+ACCEPT_FAILED = Fault("accept_failed", logging.ERROR, "cannot accept a connection")
+
+
+class FaultLog:
+    """Faults logged once per ``interval`` and kind: the first at once, the rest as a
+    count at the end of the interval, so that a flood is a few lines, not one each."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._more: dict[Fault, int] = {}  # the kinds seen this interval, and how often since
+        self._timer: asyncio.TimerHandle | None = None
+
+    def note(self, fault: Fault, detail: str) -> None:
+        metrics.AGI_DROPPED.labels(fault.label).inc()
+        if fault in self._more:
+            self._more[fault] += 1
+            return
+        self._more[fault] = 0
+        log.log(fault.level, "FastAGI: %s: %s", fault.text, detail)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Log the counts; a kind that recurred stays counted for one more interval."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        more, self._more = self._more, {}
+        for fault, count in more.items():
+            if count:
+                log.log(fault.level, "FastAGI: %s: %d more within %g s",
+                        fault.text, count, self.interval)  # fmt: skip
+                self._more[fault] = 0
+        if self._more:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+
+class Connections:
+    """The connections being served: at most ``limit``. When full, the one that has waited
+    longest on its client, past ``grace``, may give way to a newcomer: Asterisk answers
+    in milliseconds, so a silent client holds no place that a call needs."""
+
+    def __init__(self, limit: int, grace: float) -> None:
+        self.limit = limit
+        self.grace = grace
+        self._waiting_since: dict[asyncio.Task[None], float | None] = {}
+
+    def full(self) -> bool:
+        return len(self._waiting_since) >= self.limit
+
+    def admit(self, task: asyncio.Task[None]) -> None:
+        self._waiting_since[task] = None
+        task.add_done_callback(self.release)
+
+    def release(self, task: asyncio.Task[None]) -> None:
+        self._waiting_since.pop(task, None)
+
+    def drop_stalled(self) -> bool:
+        """End the connection that has waited longest on its client, if past ``grace``."""
+        stalled = self._most_stalled()
+        if stalled is None:
+            return False
+        self.release(stalled)
+        stalled.cancel()
+        return True
+
+    @contextlib.contextmanager
+    def waiting(self, task: asyncio.Task[None]) -> Iterator[None]:
+        """While ``task`` waits on its client."""
+        if task in self._waiting_since:
+            self._waiting_since[task] = time.monotonic()
+        try:
+            yield
+        finally:
+            if task in self._waiting_since:
+                self._waiting_since[task] = None
+
+    def _most_stalled(self) -> asyncio.Task[None] | None:
+        since = {t: s for t, s in self._waiting_since.items() if s is not None}
+        if not since:
+            return None
+        oldest = min(since, key=since.__getitem__)
+        return oldest if time.monotonic() - since[oldest] > self.grace else None
+
+
+Talk = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 class AgiGate:
+    """The FastAGI server: its routes, and the limits that keep it answering."""
+
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.config = config
         self.deadline = config.agi.decision_timeout
+        self.connection_timeout = config.agi.connection_timeout
         self.decider = CallDecider(
             store, config,
             max_concurrent=config.agi.max_concurrent, deadline=config.agi.decision_timeout,
         )  # fmt: skip
+        self.connections = Connections(config.agi.max_connections, STALLED_AFTER)
+        self.faults = FaultLog(FLOOD_INTERVAL)
+        self._overflow_tasks: set[asyncio.Task[None]] = set()  # over the cap, being answered
         self._tasks: set[asyncio.Task[None]] = set()
         self.listening = False
         self.routes: dict[str, Route] = {
@@ -105,59 +316,151 @@ class AgiGate:
         }  # fmt: skip
 
     async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
-        server = await asyncio.start_server(self._connection, host, port)
+        """Listen on HOST:PORT until ``stop``; OSError when the address cannot be had."""
+        listeners = await _listen(host, port)
+        self.connections.limit = _fitting(self.connections.limit)
+        accepting = [asyncio.create_task(self._accept(sock)) for sock in listeners]
         log.info("FastAGI gate listening on %s:%d", host, port)
         self.listening = True
         metrics.AGI_LISTENING.set(1)
-        async with server:
+        try:
             await stop.wait()
+        finally:
             self.listening = False
             metrics.AGI_LISTENING.set(0)
-            server.close()
-            # Let the requests in flight finish (they are short), then go.
+            for task in accepting:
+                task.cancel()
+            await asyncio.gather(*accepting, return_exceptions=True)
+            for sock in listeners:
+                sock.close()
+            # Let the requests in flight finish (they are short); close the silent ones.
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.deadline + 0.5)
+            left = set(self._tasks)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+            self.faults.flush()
             await self.decider.close()
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def _accept(self, listener: socket.socket) -> None:
+        """Accept connections one at a time; when accept fails (out of file descriptors,
+        most often), pause: it would fail again at once until a connection ends."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as error:
+                self.faults.note(ACCEPT_FAILED, error.strerror or type(error).__name__)
+                await asyncio.sleep(ACCEPT_PAUSE)
+                continue
+            try:
+                self._dispatch(conn)
+            except Exception:  # never let one connection stop the accepting
+                conn.close()
+                log.exception("FastAGI connection not served")
+            await asyncio.sleep(0)  # a burst of accepts must not starve the calls
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        """Serve a new connection, or refuse it: decided before the next accept, so that
+        the connections held never pass the cap, whatever waits in the backlog."""
+        if self.connections.full() and self.connections.drop_stalled():
+            self.faults.note(STALLED, f"silent for more than {self.connections.grace:g} s")
+        if not self.connections.full():
+            self.connections.admit(self._spawn(conn, self._serve))
+            return
+        self.faults.note(OVER_CAP, f"the cap is {self.connections.limit}")
+        if len(self._overflow_tasks) >= OVERFLOW_ANSWERS:
+            conn.close()  # unanswered: the dialplan refuses the call all the same
+            return
+        task = self._spawn(conn, self._overflow)
+        self._overflow_tasks.add(task)
+        task.add_done_callback(self._overflow_tasks.discard)
+
+    def _spawn(self, conn: socket.socket, talk: Talk) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._connection(conn, talk))
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _connection(self, conn: socket.socket, talk: Talk) -> None:
         try:
-            headers = await self._headers(reader)
-            if headers is None:
-                return
-            script = headers.get("agi_network_script", "")
-            route = self.routes.get(script)
-            if route is None:
-                log.error("no FastAGI route %r (known: %s)", script, ", ".join(self.routes))
-                return
-            await route(_Request(app=None, headers=headers, reader=reader, writer=writer))
-        except (AgiHangup, ConnectionError) as error:
-            log.info("FastAGI connection ended early: %s", error)
+            reader, writer = await asyncio.open_connection(sock=conn, limit=READ_LIMIT)
+        except OSError as error:
+            conn.close()
+            self.faults.note(ENDED_EARLY, error.strerror or type(error).__name__)
+            return
+        try:
+            await talk(reader, writer)
         except Exception:
             # The dialplan fails closed on its own: no verdict set means no dial.
             log.exception("FastAGI request failed")
         finally:
-            self._tasks.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError):
+            with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One conversation within agi.connection_timeout; a client's fault ends it, noted."""
+        deadline = asyncio.timeout(self.connection_timeout)
+        try:
+            async with deadline:
+                await self._converse(reader, writer)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self.faults.note(TIMED_OUT, f"after {self.connection_timeout:g} s")
+        except (AgiHangup, ConnectionError) as error:
+            self.faults.note(ENDED_EARLY, str(error) or type(error).__name__)
+        except AgiProtocolError as error:
+            self.faults.note(NOT_AGI, str(error))
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with self.connections.waiting(task):
+            headers = await self._headers(reader)
+        if headers is None:
+            return
+        script = headers.get("agi_network_script", "")
+        route = self.routes.get(script)
+        if route is None:
+            known = ", ".join(self.routes)
+            self.faults.note(NO_ROUTE, f"{_shown(script)} (known: {known})")
+            return
+        waiting = functools.partial(self.connections.waiting, task)
+        await route(_Request(app=None, headers=headers, reader=reader, writer=writer,
+                             waiting=waiting))  # fmt: skip
+
     async def _headers(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
-        lines: list[bytes] = []
+        """The AGI headers; None (and the fault noted) when the client sends none."""
         try:
             async with asyncio.timeout(HEADER_TIMEOUT):
-                while True:
-                    line = await reader.readline()
-                    if not line:
-                        return None  # closed before the headers ended: a probe
-                    if line in (b"\n", b"\r\n"):
-                        return parse_headers(lines)
-                    lines.append(line)
+                lines, complete = await _read_header_lines(reader)
         except TimeoutError:
-            log.info("FastAGI client sent no complete headers within %g s", HEADER_TIMEOUT)
+            self.faults.note(NO_HEADERS, f"none complete within {HEADER_TIMEOUT:g} s")
             return None
+        if not complete:
+            self.faults.note(NO_HEADERS if lines else PROBE, "closed before the headers ended")
+            return None
+        return parse_headers(lines)
+
+    async def _overflow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Over the cap: a call to check is refused at once with GATE_ERROR, so the agent
+        hears why; anything else is closed unanswered. Never a call let through."""
+        try:
+            async with asyncio.timeout(OVERFLOW_TIMEOUT):
+                lines, _ = await _read_header_lines(reader)
+                headers = parse_headers(lines)
+                if headers.get("agi_network_script") == "check":
+                    request = _Request(app=None, headers=headers, reader=reader, writer=writer)
+                    await request.send_command(self._set_result(_busy()))
+        except (TimeoutError, AgiHangup, AgiProtocolError, ConnectionError):
+            pass  # the dialplan refuses a call without a verdict all the same
+
+    @staticmethod
+    def _set_result(result: str) -> str:
+        return f"SET VARIABLE {RESULT_VARIABLE} {agi_quote(result)}"
 
     # ------------------------------------------------------------ routes
 
@@ -168,10 +471,8 @@ class AgiGate:
         started = time.perf_counter()
         headers = request.headers
         decision = await self._decide(request)
-        await request.send_command(
-            f"SET VARIABLE {RESULT_VARIABLE} {agi_quote(encode_result(decision))}"
-        )
-        channel = headers.get("agi_channel")
+        await request.send_command(self._set_result(encode_result(decision)))
+        channel = _channel_id(headers.get("agi_channel"))
         log.info("%s", log_line(decision, channel, time.perf_counter() - started))
 
     async def _decide(self, request: _Request) -> Decision:
@@ -187,7 +488,7 @@ class AgiGate:
             "" if caller == "unknown" else caller,  # Asterisk's word for "no caller ID"
             headers.get("agi_extension", ""),
             datetime.now(UTC),
-            headers.get("agi_uniqueid"),
+            _channel_id(headers.get("agi_uniqueid")),
             arguments=agi_arguments(headers),
             read_variable=read,
         )
@@ -198,9 +499,11 @@ class AgiGate:
         so that a key that recorded nothing never sounds like one that did."""
         reply = await request.send_command("GET VARIABLE CALLGATE_DECISION_ID")
         is_set, decision_id = reply.get("result", ("0", ""))
-        found = await self.store.decision_key(decision_id) if is_set == "1" else None
+        # Only an id as the gate makes them goes to the store: not a client's odd bytes.
+        known = is_set == "1" and _DECISION_ID.fullmatch(decision_id)
+        found = await self.store.decision_key(decision_id) if known else None
         if found is None:
-            channel = request.headers.get("agi_channel")
+            channel = _channel_id(request.headers.get("agi_channel"))
             log.error("%s key on %s: this call has no callgate decision", key, channel)
             await request.send_command('EXEC Playback "beeperr"')
             return None
@@ -234,3 +537,51 @@ class AgiGate:
         # Not the refusal's lone beep: the agent must hear which key was taken, since a
         # withdrawal, unlike a refusal, does not lift after 60 days.
         await request.send_command('EXEC Playback "beep&callgate/withdrawn"')
+
+
+def _busy() -> str:
+    """The result of a call refused over the cap: GATE_ERROR, no decision recorded."""
+    decision = gate_error(unusable_call("", ""), datetime.now(UTC), "agi.max_connections reached")
+    return encode_result(replace(decision, decision_id=None))
+
+
+async def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host``, as asyncio's server makes them, for
+    an accept loop of our own."""
+    loop = asyncio.get_running_loop()
+    host = host.strip("[]")  # [::1]
+    found = await loop.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except OSError:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def _fitting(connections: int) -> int:
+    """agi.max_connections, lowered (and said so) to fit under the open-file limit: else
+    a flood would run out of descriptors before it reaches the cap."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    room = max(1, soft - OVERFLOW_ANSWERS - FILE_RESERVE)
+    if connections <= room:
+        return connections
+    log.warning(
+        "agi.max_connections lowered from %d to %d to fit the open-file limit (%d);"
+        " raise LimitNOFILE to serve more", connections, room, soft,
+    )  # fmt: skip
+    return room

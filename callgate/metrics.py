@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from callgate.model import Decision
 
 __all__ = [
+    "AGI_DROPPED",
     "AGI_LISTENING",
     "ARI_CLAIMS",
     "ARI_CONNECTED",
@@ -38,6 +39,11 @@ INPUT_READS = Counter(
     ["gate"],
 )
 AGI_LISTENING = Gauge("callgate_agi_listening", "1 while the FastAGI gate listens")
+AGI_DROPPED = Counter(
+    "callgate_agi_dropped",
+    "FastAGI connections ended without a normal answer, and failed accepts, by cause",
+    ["cause"],
+)
 
 
 def observe(decision: Decision, seconds: float) -> None:
