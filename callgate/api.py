@@ -2,15 +2,19 @@
 
 Each handler parses its input, calls one function of the core or the store, and answers
 JSON. Bad input is 400 (not JSON) or 422 (a value that cannot be used), with a body that
-names the field. Every endpoint but /healthz needs the bearer token.
+names the field. Every endpoint but /healthz needs the bearer token. `serve` runs the app
+within the [api] limits: idle connections closed, open connections capped, a stalled body
+given up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,6 +23,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ari_app.client import AriClient, AriError
 from callgate import inputs, metrics
@@ -31,24 +37,38 @@ from callgate.cli_format import (
 )
 from callgate.config import Config, ConfigError
 from callgate.gate import check_call
-from callgate.health import health_body, metrics_text, store_state
+from callgate.health import PROBE_SECONDS, Cached, health_body, metrics_text, store_state
 from callgate.model import CallRequest, ConsentScope, Contract, Purpose
-from callgate.scrub import scrub
+from callgate.scrub import list_entries, scrub
 from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store, StoreError
 from callgate.store.base import AppointmentRecord, LogQuery
 
-__all__ = ["make_app"]
+__all__ = ["connection_limit", "make_app", "serve"]
 
 log = logging.getLogger("callgate.api")
 
+Health = tuple[dict[str, str], int]
 STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
 SCRUB_WORKERS: web.AppKey[ScrubWorkers | None] = web.AppKey("scrub_workers")
+HEALTH: web.AppKey[Cached[Health]] = web.AppKey("health")
+BUSY: web.AppKey[set[object]] = web.AppKey("busy")  # connections with a request in progress
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OPEN_PATHS = frozenset({"/healthz"})
+MAX_BODY = 1024**2  # bytes of a JSON body
+# Integers a client may give (a page's ``after``): what the store's 64-bit columns hold.
+MAX_INTEGER = 2**63 - 1
+# A log line for a condition a flood repeats (accept failures, a full server): at most
+# one in this many seconds, with the count since the last.
+LOG_INTERVAL = 10.0
+# Connections the kernel queues for the API; asyncio also accepts up to this many at once,
+# before any is counted against the cap: the file limit must leave room for them.
+BACKLOG = 128
+# Files the API needs besides its connections: the store, the log, scrub workers' pipes.
+SPARE_FILES, FILES_PER_WORKER = 64, 8
 
 
 class Unprocessable(Exception):
@@ -57,12 +77,27 @@ class Unprocessable(Exception):
         self.field, self.message = field, message
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its request was read."""
+
+
+class Unreadable(Exception):
+    """A request body that cannot be read (an encoding that fails, a body that stalls):
+    answered, then the connection is closed, since nothing more can be read on it."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
 def make_app(
     store: Store, config: Config, token: str, scrub_workers: ScrubWorkers | None = None
 ) -> web.Application:
-    app = web.Application(middlewares=[_errors, _bearer], client_max_size=1024**2)
+    app = web.Application(middlewares=[_in_flight, _errors, _bearer], client_max_size=MAX_BODY)
     app[STORE], app[CONFIG], app[TOKEN] = store, config, token
     app[SCRUB_WORKERS] = scrub_workers
+    app[HEALTH] = Cached(lambda: _health(store, config))
+    app[BUSY] = set()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/openapi.yaml", openapi)
@@ -86,7 +121,162 @@ def make_app(
     return app
 
 
+# ---------------------------------------------------------------- serving
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serves ``app`` on host:port within its config's [api] limits; OSError when the port
+    cannot be bound. The caller cleans the runner up."""
+    settings = app[CONFIG].api
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.idle_timeout)
+    await runner.setup()
+    assert runner.server is not None
+    workers = app[SCRUB_WORKERS]
+    limit = connection_limit(settings.max_connections, workers.count if workers else 0)
+    site = _Site(runner, host, port, _admission(runner.server, app[BUSY], limit))
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    _quiet_accept_errors(asyncio.get_running_loop())
+    return runner
+
+
+def connection_limit(wanted: int, scrub_workers: int = 0) -> int:
+    """``wanted`` connections at most, lowered so that they fit under the process's limit on
+    open files with room to spare: past it, accept() fails and nothing is answered."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    room = max(soft - SPARE_FILES - BACKLOG - FILES_PER_WORKER * scrub_workers, 1)
+    if wanted > room:
+        log.warning(
+            "api.max_connections = %d lowered to %d: the process may open %d files"
+            " (raise LimitNOFILE or ulimit -n)", wanted, room, soft,
+        )  # fmt: skip
+    return min(wanted, room)
+
+
+class _Site(web.BaseSite):
+    """A TCP site whose connections go through ``accept`` (aiohttp's own site takes them
+    all)."""
+
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int,
+        accept: Callable[[], asyncio.BaseProtocol],
+    ) -> None:  # fmt: skip
+        super().__init__(runner)
+        self._host, self._port, self._accept = host, port, accept
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._accept, self._host, self._port, backlog=BACKLOG
+        )
+
+
+def _admission(
+    server: web.Server, busy: set[object], limit: int
+) -> Callable[[], asyncio.BaseProtocol]:
+    """The protocol for a new connection. At ``limit`` open ones, the oldest idle one (no
+    request in progress: only waiting, or sending headers slowly) is closed to make room;
+    when every one is busy, the new one gets 503 and is closed."""
+    full = _Throttled("the API is at api.max_connections = %d: %s", limit)
+    loop = asyncio.get_running_loop()
+    # Connections accepted but not yet in server.connections: asyncio accepts a batch,
+    # then makes each connection on the next turn of the loop.
+    pending = 0
+
+    def made() -> None:
+        nonlocal pending
+        pending -= 1
+
+    def accept() -> asyncio.BaseProtocol:
+        nonlocal pending
+        # A connection closed here lingers in server.connections until its task ends.
+        open_ = [c for c in server.connections if c.transport is not None]
+        if len(open_) + pending >= limit:
+            idle = next((c for c in open_ if c not in busy), None)
+            if idle is None:
+                full.warning("new connections get 503")
+                return _Full()
+            full.warning("idle connections are closed to make room")
+            idle.force_close()
+        pending += 1
+        loop.call_soon(made)  # runs just before the connection is made
+        return server()
+
+    return accept
+
+
+class _Full(asyncio.Protocol):
+    """Answers 503 at once and closes: every connection has a request in progress."""
+
+    BODY = b'{"error": "busy", "message": "too many connections; try again"}'
+    ANSWER = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
+    ) % (len(BODY), BODY)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self.ANSWER)
+        transport.close()
+
+
+class _Throttled:
+    """A warning that a flood would repeat thousands of times a second: logged once per
+    LOG_INTERVAL at most, with how many times it happened since."""
+
+    def __init__(self, message: str, *args: object) -> None:
+        self._message, self._args = message, args
+        self._count, self._next = 0, 0.0
+
+    def warning(self, *args: object) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now < self._next:
+            return
+        log.warning(f"{self._message} (%d since the last report)", *self._args, *args, self._count)
+        self._count, self._next = 0, now + LOG_INTERVAL
+
+
+def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Out of files, asyncio logs a traceback for each failed accept(), many a second:
+    one line per LOG_INTERVAL instead."""
+    throttled = _Throttled("cannot accept connections: %s")
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == "socket.accept() out of system resource":
+            error = context.get("exception")
+            throttled.warning(getattr(error, "strerror", None) or error)
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 # ---------------------------------------------------------------- middlewares
+
+
+@web.middleware
+async def _in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Marks the connection busy while its request runs: a full server closes idle ones."""
+    busy, connection = request.app[BUSY], request.protocol
+    busy.add(connection)
+    try:
+        return await handler(request)
+    finally:
+        busy.discard(connection)
 
 
 @web.middleware
@@ -94,7 +284,9 @@ async def _bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path not in _OPEN_PATHS:
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {request.app[TOKEN]}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        # Header bytes that are not UTF-8 arrive as surrogates; "surrogatepass" encodes
+        # any text, and such a header never equals the (UTF-8) token.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
             return _problem(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' is needed")
     return await handler(request)
 
@@ -107,6 +299,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _problem(422, "invalid", error.message, error.field)
     except inputs.InvalidInput as error:
         return _problem(422, "invalid", error.detail, error.field)
+    except ClientGone as error:  # nobody reads the answer; aiohttp drops it quietly
+        log.info("%s %s: the client went away: %s", request.method, request.path, error)
+        return _problem(400, "gone", "the connection was closed")
+    except Unreadable as error:
+        return await _last(request, _problem(error.status, "unreadable", error.reason))
     except StoreError as error:
         metrics.STORE_ERRORS.inc()
         log.error("store error: %s", error)
@@ -115,6 +312,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if error.status >= 400:
             return _problem(error.status, "http", error.reason)
         raise
+
+
+async def _last(request: web.Request, response: web.Response) -> web.Response:
+    """Sends ``response``, then closes the connection (aiohttp would go on reading the
+    body, and log a traceback for one that failed)."""
+    with contextlib.suppress(ConnectionError):
+        await response.prepare(request)
+        await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 def _problem(status: int, kind: str, message: str, field: str | None = None) -> web.Response:
@@ -128,16 +335,40 @@ def _problem(status: int, kind: str, message: str, field: str | None = None) -> 
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await _read(request)
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON or not UTF-8; too deep; a huge integer
         raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="the body must be a JSON object")
     return body
 
 
+async def _read(request: web.Request) -> bytes:
+    """The whole body, within ``stall_timeout`` seconds (a JSON body is a megabyte at most)."""
+    try:
+        async with asyncio.timeout(request.app[CONFIG].api.stall_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise Unreadable(408, "the body did not arrive in time") from None
+    except (RequestPayloadError, HttpProcessingError) as error:
+        raise Unreadable(400, f"the body cannot be read: {_first_line(error)}") from None
+    except ConnectionError as error:
+        raise ClientGone(_first_line(error)) from None
+
+
+def _first_line(error: BaseException) -> str:
+    """An error in one short line, for a log or a message."""
+    if isinstance(error, RequestPayloadError) and error.__cause__ is not None:
+        error = error.__cause__  # what the body's parser found
+    text = error.message if isinstance(error, HttpProcessingError) else str(error)
+    return f"{type(error).__name__}: {(text.strip().splitlines() or [''])[0][:200]}"
+
+
 def _text(body: dict[str, Any], field: str, *, required: bool = False) -> str | None:
+    """A string field, of at most MAX_TEXT characters without control characters: it may
+    end up in the decision log."""
     value = body.get(field)
     if value is None:
         if required:
@@ -145,6 +376,24 @@ def _text(body: dict[str, Any], field: str, *, required: bool = False) -> str | 
         return None
     if not isinstance(value, str):
         raise Unprocessable(field, f"{field} must be a string")
+    return inputs.free_text(value, field)
+
+
+def _query(request: web.Request, field: str) -> str | None:
+    """A query parameter, bounded as a body's string field."""
+    return inputs.free_text(request.query.get(field), field)
+
+
+def _integer(request: web.Request, field: str, default: int, low: int, high: int) -> int:
+    text = _query(request, field)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise Unprocessable(field, f"{field} must be an integer") from None
+    if not low <= value <= high:
+        raise Unprocessable(field, f"{field} must be {low} to {high}")
     return value
 
 
@@ -170,12 +419,15 @@ def _created(payload: dict[str, Any]) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Store reachable, and the ARI gate's app registered on Asterisk."""
-    ari = await _ari_state(request.app[CONFIG])
-    body, status = health_body(
-        await store_state(request.app[STORE]), ari=(ari, ari != "app not registered")
-    )
+    """Store reachable, and the ARI gate's app registered on Asterisk (probed at most once
+    a second: the endpoint is open to anyone)."""
+    body, status = await request.app[HEALTH].get()
     return web.json_response(body, status=status)
+
+
+async def _health(store: Store, config: Config) -> Health:
+    ari = await _ari_state(config)
+    return health_body(await store_state(store), ari=(ari, ari != "app not registered"))
 
 
 async def _ari_state(config: Config) -> str:
@@ -185,7 +437,10 @@ async def _ari_state(config: Config) -> str:
         return "not configured"
     settings = config.ari
     try:
-        async with AriClient(settings.url, settings.username, password, settings.app) as ari:
+        async with (
+            asyncio.timeout(PROBE_SECONDS),
+            AriClient(settings.url, settings.username, password, settings.app) as ari,
+        ):
             await ari.channels_in_app()
             return "connected"
     except AriError:
@@ -231,73 +486,103 @@ async def scrub_list(request: web.Request) -> web.StreamResponse:
     """A call list in (one number per line, or JSON lines with "to"), verdicts out as JSON
     lines, streamed both ways."""
     config = request.app[CONFIG]
-    query = request.query
-    company = inputs.company_id(config, query.get("company"))
-    purpose = _choice(dict(query), "purpose", Purpose)
-    caller = query.get("from") or (config.companies[company].numbers or ("",))[0]
-    now = inputs.instant(query.get("at"), "at") or datetime.now(UTC)
+    company = inputs.company_id(config, _query(request, "company"))
+    purpose = _choice(dict(request.query), "purpose", Purpose)
+    caller = _query(request, "from") or (config.companies[company].numbers or ("",))[0]
+    now = inputs.instant(_query(request, "at"), "at") or datetime.now(UTC)
+    stall = config.api.stall_timeout
+    # The list's first piece is read before the answer begins: a body that cannot be read
+    # (a bad encoding, a client gone or stalled at once) gets its 4xx.
+    reading = _chunks(request, stall)
+    first = await anext(reading, b"")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     results = scrub(
-        request.app[STORE], config, _numbers(request), caller=caller, company=company,
-        purpose=purpose, now=now, workers=request.app[SCRUB_WORKERS],
+        request.app[STORE], config, list_entries(_after(first, reading)), caller=caller,
+        company=company, purpose=purpose, now=now, workers=request.app[SCRUB_WORKERS],
     )  # fmt: skip
+    try:
+        async with contextlib.aclosing(results):
+            await _send(response, results, stall)
+        async with asyncio.timeout(stall):
+            await response.write_eof()
+    except StoreError as error:
+        metrics.STORE_ERRORS.inc()
+        _cut(request, f"store error: {error}", logging.ERROR)
+    except TimeoutError:
+        _cut(request, f"the client read nothing for {stall:g} s")
+    except ClientGone as error:
+        _cut(request, f"the client went away: {error}")
+    except ConnectionError as error:  # writing the answer
+        _cut(request, f"the client went away: {_first_line(error)}")
+    except Unreadable as error:
+        _cut(request, error.reason)
+    return response
+
+
+async def _send(
+    response: web.StreamResponse, results: AsyncIterator[dict[str, Any]], stall: float
+) -> None:
     chunk: list[str] = []
     async for result in results:
         chunk.append(json.dumps(result, ensure_ascii=False))
         if len(chunk) >= 500:
-            await response.write(("\n".join(chunk) + "\n").encode())
+            async with asyncio.timeout(stall):  # a reader that stops reading holds a scrub
+                await response.write(("\n".join(chunk) + "\n").encode())
             chunk = []
     if chunk:
-        await response.write(("\n".join(chunk) + "\n").encode())
-    await response.write_eof()
-    return response
+        async with asyncio.timeout(stall):
+            await response.write(("\n".join(chunk) + "\n").encode())
 
 
-async def _numbers(request: web.Request) -> AsyncIterator[str]:
-    # Read in large chunks and split lines here: a million-line list would otherwise cost
-    # a million trips through the stream reader.
-    rest = b""
-    async for chunk in request.content.iter_chunked(1 << 16):
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for raw in lines:
-            if number := _list_entry(raw):
-                yield number
-    if number := _list_entry(rest):
-        yield number
+async def _chunks(request: web.Request, stall: float) -> AsyncIterator[bytes]:
+    # Large reads: a million-line list would otherwise cost a million trips through the
+    # stream reader. A list that stalls ``stall`` seconds is given up.
+    while True:
+        try:
+            async with asyncio.timeout(stall):
+                chunk = await request.content.read(1 << 16)
+        except TimeoutError:
+            raise Unreadable(408, f"the list stalled for {stall:g} s") from None
+        except (RequestPayloadError, HttpProcessingError) as error:
+            raise Unreadable(400, f"the list cannot be read: {_first_line(error)}") from None
+        except ConnectionError as error:
+            raise ClientGone(_first_line(error)) from None
+        if not chunk:
+            return
+        yield chunk
 
 
-def _list_entry(raw: bytes) -> str:
-    line = raw.decode("utf-8", "replace").strip()
-    if line.startswith("{"):
-        # Not JSON after all: judged as given, an invalid number gets DEST_INVALID.
-        with contextlib.suppress(json.JSONDecodeError, AttributeError):
-            line = str(json.loads(line).get("to", ""))
-    return line
+async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _cut(request: web.Request, why: str, level: int = logging.INFO) -> None:
+    """Ends a scrub whose answer has begun: one log line, and the connection closed before
+    the answer's end, so that the client sees it cut short."""
+    log.log(level, "scrub stopped: %s", why)
+    request.protocol.force_close()
 
 
 async def decisions(request: web.Request) -> web.Response:
     """The decision log, with `callgate log`'s filters; page with ``after``."""
-    query = request.query
 
     def number(field: str) -> str | None:
-        return inputs.e164(query[field], field) if query.get(field) else None
+        text = _query(request, field)
+        return inputs.e164(text, field) if text else None
 
     filters = LogQuery(
-        since=inputs.instant(query.get("since"), "since"),
-        until=inputs.instant(query.get("until"), "until"),
-        verdict=query.get("verdict"), reason=query.get("reason"),
-        company=query.get("company"), campaign=query.get("campaign"),
+        since=inputs.instant(_query(request, "since"), "since"),
+        until=inputs.instant(_query(request, "until"), "until"),
+        verdict=_query(request, "verdict"), reason=_query(request, "reason"),
+        company=_query(request, "company"), campaign=_query(request, "campaign"),
         callee=number("callee"), caller=number("caller"),
     )  # fmt: skip
-    try:
-        limit = min(int(query.get("limit", "100")), 1000)
-        after = int(query.get("after", "0"))
-    except ValueError:
-        raise Unprocessable("limit", "limit and after must be integers") from None
-    if limit < 1 or after < 0:
-        raise Unprocessable("limit", "limit must be 1 or more, after 0 or more")
+    limit = min(_integer(request, "limit", 100, 1, MAX_INTEGER), 1000)
+    after = _integer(request, "after", 0, 0, MAX_INTEGER)
     entries = await request.app[STORE].log_entries(filters, after_seq=after, limit=limit)
     next_after = entries[-1]["seq"] if len(entries) == limit else None
     return web.json_response({"decisions": entries, "next_after": next_after})
@@ -343,13 +628,13 @@ async def consents_receipt(request: web.Request) -> web.Response:
     from callgate.receipt import consent_receipt
 
     config = request.app[CONFIG]
-    callee = inputs.e164(request.query.get("callee") or request.query.get("to"), "callee")
-    given = request.query.get("company")
+    callee = inputs.e164(_query(request, "callee") or _query(request, "to"), "callee")
+    given = _query(request, "company")
     company = inputs.company_id(config, given) if given else None
-    fmt = request.query.get("format", "html")
+    fmt = _query(request, "format") or "html"
     if fmt not in ("text", "html", "pdf"):
         raise Unprocessable("format", "format must be text, html or pdf")
-    lang = request.query.get("lang", "fr")
+    lang = _query(request, "lang") or "fr"
     if lang not in ("fr", "en"):
         raise Unprocessable("lang", "lang must be fr or en")
     document, media_type = await consent_receipt(
@@ -464,5 +749,5 @@ def _target(request: web.Request, body: dict[str, Any]) -> tuple[str, str]:
 
 
 def _filters(request: web.Request) -> tuple[str | None, str | None]:
-    to, company = request.query.get("to"), request.query.get("company")
+    to, company = _query(request, "to"), _query(request, "company")
     return (inputs.e164(to, "to") if to else None), company

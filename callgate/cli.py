@@ -2,6 +2,8 @@
 
 Exit status: 0 allowed (or done), 1 rejected, 2 a usage, configuration or store error.
 Errors are one line on stderr, never a traceback (set CALLGATE_DEBUG=1 to see one).
+The commands that only read (the lists, the receipt, the log but its purge) open the store
+read-only: they work on a copy that cannot be written, and migrate nothing.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from callgate import __version__, inputs
 from callgate.cli_format import (
@@ -44,9 +47,9 @@ from callgate.config import (
 )
 from callgate.gate import check_call, gate_error
 from callgate.model import CallRequest, ConsentChannel, ConsentScope, Contract, Purpose
-from callgate.optout_file import ImportStats, read_numbers
+from callgate.optout_file import ImportStats, read_numbers, text_lines
 from callgate.scrub_workers import ScrubWorkers
-from callgate.store import Store, StoreError, open_store
+from callgate.store import Store, StoreError, open_store, safe_url, sqlite_path
 from callgate.store.base import AppointmentRecord, Batch
 from callgate.timeparse import parse_instant
 
@@ -63,9 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        _check_texts(args)
         return asyncio.run(_dispatch(args))
     except (UsageError, ConfigError, StoreError, inputs.InvalidInput) as error:
         return _fail(str(error))
+    except sqlite3.Error as error:  # a file damaged past its schema fails on a later read
+        return _fail(f"the store failed: {error}")
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # the last net: a message, not a traceback
@@ -77,8 +83,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"callgate: error: {message}", file=sys.stderr)
+    print(f"callgate: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_ERROR
+
+
+_MAX_MESSAGE = 1000
+
+
+def _one_line(message: str) -> str:
+    """A message that stays one line of text: what a user typed may hold line breaks,
+    terminal escapes or undecodable bytes, and may be huge."""
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "..."
+    return "".join(c if _shown(c) else repr(c)[1:-1] for c in message)
+
+
+def _shown(c: str) -> bool:
+    """Printable, or a space (a no-break space too) that is not a line or tab break."""
+    return c.isprintable() or (c.isspace() and c not in "\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line like every other error, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("callgate").strip()
+        self.exit(_fail(f"{command}: {message}" if command else message))
 
 
 # ---------------------------------------------------------------- arguments
@@ -99,7 +129,7 @@ def _instant(text: str) -> datetime:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="callgate",
         description="A compliance gate for outbound calls (French telemarketing rules).",
     )
@@ -292,7 +322,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _doctor(args, config)
     if args.handler is _db and args.action == "migrate":  # counts the rows before opening
         return await _db_migrate(args, config)
-    store = await open_store(store_url(args, config), synchronous=config.synchronous)
+    url = store_url(args, config)
+    store = await open_store(
+        url, synchronous=config.synchronous, read_only=_opens_read_only(args, url)
+    )
     if config.log.node:
         store.node = config.log.node
     tune_collector()
@@ -305,6 +338,44 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 def store_url(args: argparse.Namespace, config: Config) -> str:
     return args.db or os.environ.get("CALLGATE_DB") or config.store_url
+
+
+# The commands that only read: they open the store read-only, so that an auditor's copy or
+# a snapshot on a read-only mount can be read, and nothing is migrated behind their back.
+_READ_ONLY = {
+    ("consent", "list"), ("consent", "receipt"), ("contract", "list"), ("optout", "list"),
+    ("appointment", "list"), ("log", "list"), ("log", "stats"), ("log", "explain"),
+    ("log", "replay"), ("log", "export"), ("log", "verify"),
+}  # fmt: skip
+
+
+def _opens_read_only(args: argparse.Namespace, url: str) -> bool:
+    """A read-only command on an existing store. A SQLite file not made yet is created, as
+    by any command: an empty store answers "(none)"."""
+    if (args.command, getattr(args, "action", None)) not in _READ_ONLY:
+        return False
+    path = sqlite_path(url)
+    return path is None or Path(path).exists()
+
+
+# The options whose text is recorded, logged or echoed: bounded and printable.
+_TEXT_OPTIONS = {
+    "caller": "--from", "callee": "--to", "company": "--company", "campaign": "--campaign",
+    "dept": "--dept", "source": "--source", "proof": "--proof", "by": "--by",
+    "collected_by": "--collected-by", "covers": "--covers", "reason": "--reason",
+    "listen": "--listen", "bind": "--bind", "metrics": "--metrics",
+}  # fmt: skip
+# `callgate log` names the numbers it filters on after the log's columns.
+_LOG_TEXT_OPTIONS = {**_TEXT_OPTIONS, "caller": "--caller", "callee": "--callee"}
+
+
+def _check_texts(args: argparse.Namespace) -> None:
+    """Every free-text option within inputs.free_text's bounds; InvalidInput names it."""
+    options = _LOG_TEXT_OPTIONS if args.command == "log" else _TEXT_OPTIONS
+    for dest, option in options.items():
+        inputs.free_text(getattr(args, dest, None), option)
+    if args.command == "log" and args.action == "explain":
+        inputs.free_text(args.target, "log explain: the decision id")
 
 
 def _config(explicit: str | None) -> Config:
@@ -420,7 +491,7 @@ def _proof_file(name: str) -> tuple[str, str]:
                 digest.update(chunk)
     except OSError as error:
         raise UsageError(f"--proof-file {name}: {error.strerror}") from None
-    return digest.hexdigest(), Path(name).name
+    return digest.hexdigest(), inputs.free_text(Path(name).name, "--proof-file") or ""
 
 
 async def _consent_receipt(args: argparse.Namespace, config: Config, store: Store) -> int:
@@ -503,17 +574,22 @@ async def _optout_import(
     progress = _Progress(stats, started)
     source = args.source or "bloctel"
     with _open_text(args.file) as handle:
-        numbers = progress.watch(read_numbers(handle, stats))
+        numbers = progress.watch(read_numbers(text_lines(handle), stats))
         added = await store.add_oppositions(numbers, company, source, at)
     progress.done()
     elapsed = time.monotonic() - started
     print(
         f"imported {args.file}: {stats.lines:,} lines, {stats.numbers:,} numbers, "
         f"{added:,} new entries, {stats.numbers - added:,} already listed, "
-        f"{stats.rejected:,} rejected, in {elapsed:.1f} s"
+        f"{stats.rejected:,} rejected ({stats.unreadable:,} unreadable), in {elapsed:.1f} s"
     )
-    for line_number, text in stats.first_rejected:
-        print(f"  line {line_number}: not a valid number: {text!r}", file=sys.stderr)
+    for line_number, why in stats.first_rejected:
+        print(f"  line {line_number}: {why}", file=sys.stderr)
+    if stats.rejected and not stats.numbers:  # a wrong file, not a list with a few typos
+        raise UsageError(
+            f"{args.file}: no phone number in it ({stats.rejected:,} lines rejected,"
+            f" {stats.unreadable:,} of them unreadable)"
+        )
     return EXIT_OK
 
 
@@ -603,7 +679,7 @@ async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
     password = settings.password()
     stop = _stop_on_signals()
     logging.getLogger("callgate").info(
-        "callgate run: store %s, ARI %s, app %r", _safe_url(store_url(args, config)),
+        "callgate run: store %s, ARI %s, app %r", safe_url(store_url(args, config)),
         settings.url, settings.app,
     )  # fmt: skip
     async with AriClient(settings.url, settings.username, password, settings.app) as client:
@@ -626,7 +702,7 @@ async def _agi(args: argparse.Namespace, config: Config, store: Store) -> int:
     listen = args.listen or config.agi.listen
     host, port = _host_port(listen, "--listen")
     stop = _stop_on_signals()
-    logging.getLogger("callgate").info("callgate agi: store %s", _safe_url(store_url(args, config)))
+    logging.getLogger("callgate").info("callgate agi: store %s", safe_url(store_url(args, config)))
     gate = AgiGate(store, config)
 
     def agi() -> tuple[str, str, bool]:
@@ -641,21 +717,16 @@ async def _agi(args: argparse.Namespace, config: Config, store: Store) -> int:
 
 
 async def _api(args: argparse.Namespace, config: Config, store: Store) -> int:
-    from aiohttp import web
-
-    from callgate.api import make_app
+    from callgate.api import make_app, serve
 
     _service_logging(args.log_level)
     host, port = _host_port(args.bind or config.api.bind, "--bind")
     token = config.api.token()
     workers = await _scrub_workers(args, config)
     try:
-        runner = web.AppRunner(make_app(store, config, token, workers), access_log=None)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            runner = await serve(make_app(store, config, token, workers), host, port)
         except OSError as error:
-            await runner.cleanup()
             raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
         logging.getLogger("callgate").info("callgate api listening on http://%s:%d", host, port)
         stop = _stop_on_signals()
@@ -737,18 +808,12 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _safe_url(url: str) -> str:
-    """A store URL fit for a log: any password in it replaced."""
-    url = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
-
-
 async def _doctor(args: argparse.Namespace, config: Config) -> int:
     from callgate.doctor import Options, run_doctor
 
     url = store_url(args, config)
     options = Options(
-        store_url=url, store_label=_safe_url(url), synchronous=config.synchronous,
+        store_url=url, store_label=safe_url(url), synchronous=config.synchronous,
         trunk=args.trunk, context=args.context,
     )  # fmt: skip
     return await run_doctor(config, options, as_object=args.json)
@@ -765,7 +830,7 @@ async def _db_migrate(args: argparse.Namespace, config: Config) -> int:
     if args.to:
         raise UsageError("--to goes with db copy")
     url = store_url(args, config)
-    print(f"migrating {_safe_url(url)}", file=sys.stderr)
+    print(f"migrating {safe_url(url)}", file=sys.stderr)
     report = await migrate_store(url, synchronous=config.synchronous)
     for line in report_lines(report):
         print(line)
@@ -782,7 +847,7 @@ async def _db_copy(args: argparse.Namespace, config: Config, store: Store) -> in
     if args.to == source:
         raise UsageError("db copy: --to names the store being copied")
     target = await open_store(args.to, synchronous=config.synchronous)
-    print(f"copying {_safe_url(source)} to {_safe_url(args.to)}", file=sys.stderr)
+    print(f"copying {safe_url(source)} to {safe_url(args.to)}", file=sys.stderr)
     started = time.monotonic()
     progress = _CopyProgress()
     try:

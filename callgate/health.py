@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,10 +16,38 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from callgate import metrics
 from callgate.store import Store
 
-__all__ = ["ListenError", "health_body", "health_server", "metrics_text", "store_state"]
+__all__ = [
+    "Cached", "ListenError", "health_body", "health_server", "metrics_text", "store_state",
+]  # fmt: skip
 
 # A store that takes longer than this to answer a trivial read is down for the gate too.
 PROBE_SECONDS = 1.0
+# /healthz needs no token: whatever the rate of asking, the store and Asterisk are probed
+# at most once in this many seconds.
+CACHE_SECONDS = 1.0
+# A health port's client that sends no request this long is closed (aiohttp keeps one
+# for an hour by default).
+IDLE_SECONDS = 15.0
+
+T = TypeVar("T")
+
+
+class Cached(Generic[T]):
+    """An async probe's answer, kept ``seconds``: callers meanwhile get it, and callers that
+    arrive during a probe wait for that one instead of starting their own."""
+
+    def __init__(self, probe: Callable[[], Awaitable[T]], seconds: float = CACHE_SECONDS) -> None:
+        self._probe, self._seconds = probe, seconds
+        self._lock = asyncio.Lock()
+        self._answer: tuple[T] | None = None
+        self._expires = 0.0
+
+    async def get(self) -> T:
+        async with self._lock:
+            if self._answer is None or time.monotonic() >= self._expires:
+                self._answer = (await self._probe(),)
+                self._expires = time.monotonic() + self._seconds
+            return self._answer[0]
 
 
 async def store_state(store: Store) -> str:
@@ -66,7 +96,7 @@ async def health_server(
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=IDLE_SECONDS)
     await runner.setup()
     try:
         try:

@@ -7,6 +7,7 @@ nothing is recorded (a scrub is not a call). Memory stays flat whatever the list
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime, timedelta
@@ -21,9 +22,12 @@ from callgate.rules import get_pack
 from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store
 
-__all__ = ["judge_batch", "scrub"]
+__all__ = ["MAX_LINE", "judge_batch", "list_entries", "scrub"]
 
 BATCH = 500
+# A line of a call list is a number, or a JSON line with "to" and a CRM's few fields. A
+# longer line is no entry of a call list: it is read past, not kept.
+MAX_LINE = 4096  # bytes
 
 
 async def scrub(
@@ -63,6 +67,75 @@ async def scrub(
     finally:
         for waiting in pending:  # the reader went away: judge nothing more for it
             waiting.cancel()
+
+
+async def list_entries(chunks: AsyncIterable[bytes], limit: int = MAX_LINE) -> AsyncIterator[str]:
+    """A call list's entries, in order: each line's number, or the "to" of a JSON line; blank
+    lines skipped. A line over ``limit`` bytes comes out as a text that names it and is no
+    number (DEST_INVALID); the cost stays linear whatever the input."""
+    lines = _Lines(limit)
+    too_long = f"(a line longer than {limit} bytes)"
+    async for chunk in chunks:
+        for line in lines.feed(chunk):
+            if entry := too_long if line is None else _entry(line):
+                yield entry
+    for line in lines.end():
+        if entry := too_long if line is None else _entry(line):
+            yield entry
+
+
+class _Lines:
+    """Bytes in, lines out; a line over ``limit`` bytes comes out as None, its bytes
+    dropped as they arrive (joining every chunk to a line that never ends is quadratic)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._head = bytearray()  # the line being read, when it is short enough to keep
+        self._over = False  # the line being read is over the limit
+
+    def feed(self, chunk: bytes) -> list[bytes | None]:
+        parts = chunk.split(b"\n")
+        tail = parts.pop()
+        lines: list[bytes | None] = []
+        if parts:
+            lines.append(self._finish(parts[0]))
+            lines.extend(part if len(part) <= self._limit else None for part in parts[1:])
+        self._keep(tail)
+        return lines
+
+    def end(self) -> list[bytes | None]:
+        return [self._finish(b"")] if self._head or self._over else []
+
+    def _finish(self, piece: bytes) -> bytes | None:
+        over = self._over or len(self._head) + len(piece) > self._limit
+        line = None if over else bytes(self._head) + piece
+        self._head.clear()
+        self._over = False
+        return line
+
+    def _keep(self, piece: bytes) -> None:
+        if self._over:
+            return
+        if len(self._head) + len(piece) > self._limit:
+            self._over = True
+            self._head.clear()
+        else:
+            self._head += piece
+
+
+def _entry(raw: bytes) -> str:
+    line = raw.decode("utf-8", "replace").strip()
+    if line.startswith("{"):
+        # Not JSON after all (or JSON too deep or with a huge integer): judged as given,
+        # an invalid number gets DEST_INVALID.
+        try:
+            given = json.loads(line)
+            to = str(given.get("to", "")) if isinstance(given, dict) else line
+        except (ValueError, RecursionError):
+            return line
+        # A JSON escape may hold a lone surrogate, which no answer can encode.
+        return to.encode("utf-8", "replace").decode()
+    return line
 
 
 async def _batches(numbers: AsyncIterable[str]) -> AsyncIterator[list[str]]:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "StoreError",
     "newest_schema_version",
     "open_store",
+    "safe_url",
     "sqlite_path",
     "stored_row_counts",
     "stored_schema_version",
@@ -119,17 +121,43 @@ async def _postgres_reader(url: str) -> AsyncIterator[Any]:
         await db.close()
 
 
-async def open_store(url: str, *, synchronous: str = "full") -> Store:
+async def open_store(url: str, *, synchronous: str = "full", read_only: bool = False) -> Store:
+    """The store at ``url``, migrated to this callgate's schema.
+
+    ``read_only``: only read it (an auditor's copy, a read-only mount): no migration, no
+    journal mode switch, and a store at another schema version is refused.
+    """
     path = sqlite_path(url)
     if path is not None:
         from callgate.store.sqlite import SqliteStore
 
-        return await SqliteStore.open(path, synchronous=synchronous)
+        return await SqliteStore.open(path, synchronous=synchronous, read_only=read_only)
     if url.startswith(("postgresql://", "postgres://")):
         from callgate.store.postgres import PostgresStore
 
-        return await PostgresStore.open(url)
+        return await PostgresStore.open(url, read_only=read_only)
     raise StoreError(
-        f"unsupported store URL {url!r}: use a file path, sqlite:///file.db"
+        f"unsupported store URL {safe_url(url)!r}: use a file path, sqlite:///file.db"
         " or postgresql://user@host/db"
+    )
+
+
+def safe_url(url: str) -> str:
+    """A store URL fit for a message or a log: any password in it replaced."""
+    # Up to the last "@": a password with an unescaped "@" in it is masked whole.
+    url = re.sub(r"://([^:/@]*):.*@", r"://\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+def schema_mismatch(version: int, newest: int) -> str | None:
+    """Why a store at schema ``version`` cannot be read as it is, or None."""
+    if version == newest:
+        return None
+    if version == 0:
+        return "it holds no callgate schema (an empty file, or another program's database)"
+    if version > newest:
+        return f"its schema (version {version}) is newer than this callgate's ({newest})"
+    return (
+        f"its schema is version {version}, this callgate reads version {newest}:"
+        " run `callgate db migrate` on it (or on a writable copy)"
     )

@@ -23,6 +23,7 @@ import asyncpg
 
 from callgate.auditlog import GENESIS, log_entry
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
+from callgate.store import safe_url, schema_mismatch
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
     RECORD_TABLES,
@@ -96,14 +97,24 @@ class PostgresStore:
         self._background: set[asyncio.Future[Decision]] = set()
 
     @classmethod
-    async def open(cls, url: str) -> PostgresStore:
+    async def open(cls, url: str, *, read_only: bool = False) -> PostgresStore:
+        """The store, migrated; or, ``read_only``, as it is (a standby can serve it),
+        provided its schema is this callgate's."""
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=16, command_timeout=30)
         except (OSError, asyncpg.PostgresError) as error:
             raise StoreError(f"cannot reach PostgreSQL: {error}") from error
+        except (ValueError, asyncpg.InterfaceError) as error:  # a malformed URL or option
+            raise StoreError(f"invalid PostgreSQL URL {safe_url(url)}: {error}") from None
         store = cls(pool, url)
         try:
-            await store.migrate()
+            if read_only:
+                await store._check_schema()
+            else:
+                await store.migrate()
+        except StoreError:
+            await pool.close()
+            raise
         except asyncpg.ReadOnlySQLTransactionError:
             await pool.close()
             raise StoreError(
@@ -120,18 +131,19 @@ class PostgresStore:
             await asyncio.wait(set(self._background), timeout=30)
         await self._pool.close()
 
+    async def _check_schema(self) -> None:
+        async with self._pool.acquire() as db:
+            exists = await db.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+            version = await db.fetchval("SELECT max(version) FROM schema_version") if exists else 0
+        if problem := schema_mismatch(int(version or 0), _newest_version()):
+            raise StoreError(f"cannot read the PostgreSQL store: {problem}")
+
     async def migrate(self) -> int:
         async with self._pool.acquire() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
             version = await db.fetchval("SELECT max(version) FROM schema_version") or 0
-            folder = resources.files("callgate.store") / "migrations" / "postgres"
-            scripts = sorted(
-                (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
-                for entry in folder.iterdir()
-                if entry.name.endswith(".sql")
-            )
-            for number, script in scripts:
+            for number, script in _migrations():
                 if number > version:
                     await db.execute(script)
                     await db.execute("INSERT INTO schema_version VALUES ($1)", number)
@@ -550,3 +562,16 @@ class PostgresStore:
         async with self._pool.acquire() as db:
             status = await db.execute(sql, *args)
         return int(status.split()[-1])
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("callgate.store") / "migrations" / "postgres"
+    return sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+
+
+def _newest_version() -> int:
+    return _migrations()[-1][0]

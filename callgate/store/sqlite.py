@@ -8,7 +8,9 @@ before reading, so two deciders can never both see the last free slot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import secrets
 import socket
 import sqlite3
@@ -20,11 +22,13 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiosqlite
 
 from callgate.auditlog import GENESIS, log_entry
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
+from callgate.store import schema_mismatch
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
     RECORD_TABLES,
@@ -63,6 +67,7 @@ __all__ = ["SqliteStore"]
 
 _BUSY_TIMEOUT_MS = 30_000
 _IMPORT_BATCH = 20_000
+_ITER_CHUNK = 64  # aiosqlite's default: rows fetched per round trip when iterating
 
 
 # One statement, one round trip: every fact about a (company, callee) as of an instant.
@@ -129,23 +134,49 @@ class SqliteStore:
         self.node = socket.gethostname()  # who decided, in the log
 
     @classmethod
-    async def open(cls, path: str, *, synchronous: str = "full") -> SqliteStore:
-        if path != ":memory:":
-            parent = Path(path).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise StoreError(f"cannot open the store {path}: {parent} does not exist")
+    async def open(
+        cls, path: str, *, synchronous: str = "full", read_only: bool = False
+    ) -> SqliteStore:
+        """The store in that file, migrated; or, ``read_only``, only read (the file is
+        neither created nor migrated, and must be at this callgate's schema)."""
+        if synchronous not in ("full", "normal"):
+            raise StoreError(f"synchronous must be full or normal, not {synchronous!r}")
+        if path == ":memory:":
+            read_only = False  # nothing to protect: a fresh, empty store
+        else:
+            _check_folder(path)
+        store = cls(await _connect(path, read_only), path)
         try:
-            connection = await aiosqlite.connect(path, isolation_level=None)
-            await connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            await connection.execute("PRAGMA journal_mode = WAL")
-            if synchronous not in ("full", "normal"):
-                raise StoreError(f"synchronous must be full or normal, not {synchronous!r}")
-            await connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-            store = cls(connection, path)
-            await store.migrate()
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot open the store {path}: {error}") from error
+            try:
+                await store._prepare(synchronous, read_only)
+            except sqlite3.OperationalError as error:
+                if not _immutable_will_do(error, path, read_only):
+                    raise
+                # The log's shared-memory index cannot be created on a read-only mount;
+                # with no write-ahead log left, the file alone is the whole store.
+                await store._db.close()
+                store = cls(await _connect(path, read_only, immutable=True), path)
+                await store._prepare(synchronous, read_only)
+        except BaseException as error:
+            # An open connection keeps aiosqlite's thread, and so the process, alive.
+            await _close_quietly(store._db)
+            if isinstance(error, sqlite3.Error):
+                raise StoreError(_cannot_open(path, error, read_only)) from error
+            raise
         return store
+
+    async def _prepare(self, synchronous: str, read_only: bool) -> None:
+        await self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if read_only:
+            # The schema's page, read as every query will: a damaged file fails here.
+            await _one(self._db, "SELECT count(*) FROM sqlite_master")
+            (version,) = await _one(self._db, "PRAGMA user_version")
+            if problem := schema_mismatch(version, _migrations()[-1][0]):
+                raise StoreError(f"cannot read the store {self.path}: {problem}")
+            return
+        await self._db.execute("PRAGMA journal_mode = WAL")
+        await self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        await self.migrate()
 
     async def close(self) -> None:
         if self._committer is not None:  # let the queued decisions finish or roll back
@@ -614,6 +645,58 @@ class SqliteStore:
     async def _select(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
+
+
+def _check_folder(path: str) -> None:
+    try:
+        parent = Path(path).expanduser().resolve().parent
+    except (OSError, ValueError) as error:  # a NUL byte, a loop of links
+        raise StoreError(f"cannot open the store {path}: {error}") from None
+    if not parent.is_dir():
+        raise StoreError(f"cannot open the store {path}: {parent} does not exist")
+
+
+async def _connect(path: str, read_only: bool, *, immutable: bool = False) -> aiosqlite.Connection:
+    """The file opened, then handed to aiosqlite's thread: a file that cannot be opened
+    leaves no thread behind (aiosqlite's own failed connect leaves one that outlives the
+    event loop and prints a traceback)."""
+    target = _read_only_uri(path, immutable) if read_only else path
+    try:
+        raw = await asyncio.to_thread(
+            sqlite3.connect, target, uri=read_only, isolation_level=None,
+            check_same_thread=False,  # made here, used only on aiosqlite's one thread
+        )  # fmt: skip
+    except (sqlite3.Error, ValueError) as error:  # ValueError: a NUL byte in the name
+        raise StoreError(f"cannot open the store {path}: {error}") from None
+    return await aiosqlite.Connection(lambda: raw, _ITER_CHUNK)
+
+
+def _read_only_uri(path: str, immutable: bool) -> str:
+    return f"file:{quote(path)}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def _immutable_will_do(error: sqlite3.OperationalError, path: str, read_only: bool) -> bool:
+    """Reading a WAL store needs its -shm index, which a read-only folder cannot hold.
+    Without a -wal file every committed row is in the file itself; such a folder's file
+    cannot change under us, so it may be read as immutable."""
+    return (
+        read_only
+        and error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_CANTOPEN  # or an extended code
+        and not Path(f"{path}-wal").exists()
+    )
+
+
+def _cannot_open(path: str, error: sqlite3.Error, read_only: bool) -> str:
+    message = f"cannot open the store {path}: {error}"
+    folder = Path(path).expanduser().resolve().parent
+    if not read_only and not os.access(folder, os.W_OK):
+        message += f" ({folder} cannot be written here: only the commands that read work there)"
+    return message
+
+
+async def _close_quietly(connection: aiosqlite.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error, ValueError):
+        await connection.close()
 
 
 def _migrations() -> list[tuple[int, str]]:
