@@ -36,7 +36,7 @@ from callgate.cli_format import (
     opposition_json,
     render_decision,
 )
-from callgate.cli_log import add_log_parser
+from callgate.cli_log import add_log_parser, verifies_an_export, verify_export
 from callgate.collector import tune_collector
 from callgate.config import (
     Config,
@@ -317,6 +317,8 @@ def _json(parser: argparse.ArgumentParser) -> None:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "log" and verifies_an_export(args):  # needs neither store nor config
+        return verify_export(args)
     config = _config(args.config)
     if args.handler is _doctor:  # it opens the store itself: a store that fails is a finding
         return await _doctor(args, config)
@@ -793,7 +795,8 @@ def _client_errors_in_one_line(record: logging.LogRecord) -> bool:
 
     error = record.exc_info[1] if record.exc_info else None
     if isinstance(error, HttpProcessingError):
-        record.msg, record.args = "bad HTTP request: %s", (error.message or type(error).__name__,)
+        first = (error.message or "").strip().splitlines()[:1] or [type(error).__name__]
+        record.msg, record.args = "bad HTTP request: %s", (_one_line(first[0]),)
         record.exc_info, record.exc_text, record.levelno, record.levelname = (
             None, None, logging.WARNING, "WARNING",
         )  # fmt: skip

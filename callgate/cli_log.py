@@ -35,10 +35,11 @@ from callgate.store import Store
 from callgate.store.base import LogQuery
 from callgate.timeparse import DEFAULT_ZONE
 
-__all__ = ["add_log_parser", "verify_chain"]
+__all__ = ["add_log_parser", "verifies_an_export", "verify_chain", "verify_export"]
 
 EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
 _BATCH = 5000
+_MAX_LIST = 1_000_000  # `log --limit`: a screenful is 50; an export is `log export`
 # An entry's free text is bounded (inputs.MAX_TEXT), so a line is a few kilobytes; an
 # older log may hold longer ones, yet nothing near this. A longer line is no entry, and
 # reading it whole could take all the memory.
@@ -66,13 +67,19 @@ def add_log_parser(commands: Any, instant: Callable[[str], datetime]) -> None:
     log.add_argument("--campaign")
     log.add_argument("--callee", metavar="NUMBER")
     log.add_argument("--caller", metavar="NUMBER")
-    log.add_argument("--limit", type=int, default=50, help="list: how many (default 50)")
+    log.add_argument("--limit", type=_count, default=50, help="list: how many (default 50)")
     log.add_argument("--follow", "-f", action="store_true", help="list: keep showing new ones")
     log.add_argument("--json", action="store_true")
     log.add_argument("--csv", action="store_true")
     log.add_argument("--pseudonymise", action="store_true", help="export without callee numbers")
     log.add_argument("--output", "-o", help="export: a file instead of stdout")
     log.set_defaults(handler=run_log)
+
+
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= _MAX_LIST:
+        raise argparse.ArgumentTypeError(f"expected 1 to {_MAX_LIST:,}, not {text[:40]!r}")
+    return int(text)
 
 
 async def run_log(args: argparse.Namespace, config: Config, store: Store) -> int:
@@ -345,12 +352,24 @@ async def _export(args: argparse.Namespace, config: Config, store: Store) -> int
     return EXIT_OK
 
 
+def verifies_an_export(args: argparse.Namespace) -> bool:
+    """`log verify FILE` reads only the file: an auditor's machine has no store to open."""
+    return args.action == "verify" and bool(args.target)
+
+
+def verify_export(args: argparse.Namespace) -> int:
+    verifier, broken, source = _verify_file(Path(args.target))
+    return _verdict(verifier, broken, source)
+
+
 async def _verify(args: argparse.Namespace, config: Config, store: Store) -> int:
     if args.target:
-        verifier, broken, source = _verify_file(Path(args.target))
-    else:
-        source = "the store"
-        verifier, broken = await verify_chain(store)
+        return verify_export(args)
+    verifier, broken = await verify_chain(store)
+    return _verdict(verifier, broken, "the store")
+
+
+def _verdict(verifier: ChainVerifier, broken: ChainBreak | None, source: str) -> int:
     if broken:
         print(f"BROKEN: {source}: {broken}")
         print(f"  {verifier.count:,} entries verified before it")

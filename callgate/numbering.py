@@ -28,6 +28,7 @@ __all__ = [
     "classify",
     "npv_territories",
     "parse_number",
+    "parse_number_once",
 ]
 
 
@@ -218,7 +219,7 @@ def _parse(raw: str | None) -> Number:
 
 _parse_cached = lru_cache(maxsize=65536)(_parse)
 # The parser without its cache, for a bulk read of numbers seen once (optout_file).
-parse_number.__wrapped__ = _parse
+parse_number_once = _parse
 
 
 def _from_national(raw: str, text: str) -> Number:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from callgate.numbering import Kind, parse_number
+from callgate.numbering import Kind, parse_number_once
 
 __all__ = ["MAX_LINE", "ImportStats", "read_numbers", "text_lines"]
 
@@ -46,7 +46,7 @@ def read_numbers(lines: Iterable[str], stats: ImportStats) -> Iterator[str]:
     Bad lines are counted in ``stats`` and reported, never silently dropped.
     """
     # Each line is a fresh number: the parse cache would only churn.
-    parse = parse_number.__wrapped__
+    parse = parse_number_once
     for lines_read, line in enumerate(lines, start=1):
         stats.lines = lines_read
         text = line.strip().lstrip("\ufeff")

@@ -225,6 +225,8 @@ def test_a_proof_file_with_an_unprintable_name_is_refused(tmp_path):
         (("log", "--since", "0001-01-01"), ("--since",)),
         (("log", "purge", "--before", "x"), ("--before",)),
         (("log", "--limit", "many"), ("--limit",)),
+        (("log", "--limit", "-1"), ("--limit", "1 to 1,000,000")),
+        (("log", "--limit", "9" * 30), ("--limit", "1 to 1,000,000")),
         (("api", "--scrub-workers", "-1"), ("--scrub-workers",)),
         (("doctor", "--trunk", "a b"), ("--trunk",)),
         (("check", "--from", "0948000001"), ("--to",)),

@@ -144,3 +144,19 @@ async def test_a_forged_id_does_not_reach_the_terminal(tmp_path, entries):
         status, out, _ = verify(tmp_path, [line(entries[0]), line(edited(entries[1], id=forged))])
         assert status == 1 and "line 2" in out
         assert "\x1b" not in out and len(out) < 500
+
+
+def test_an_export_is_verified_on_a_machine_with_no_store(tmp_path, entries):
+    """The auditor's laptop: no configuration, no store, a store folder that does not exist;
+    the export alone is checked, and nothing is created."""
+    export = tmp_path / "export.jsonl"
+    export.write_bytes(b"".join(line(entry) + b"\n" for entry in entries))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CALLGATE_DB": str(tmp_path / "no" / "x.db")}
+    env.pop("CALLGATE_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "callgate", "log", "verify", str(export)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "OK" in result.stdout and "3 entries" in result.stdout
+    assert not (tmp_path / "no").exists()
