@@ -75,6 +75,18 @@ def _shown(data: str | bytes) -> str:
     return reprlib.repr(data)
 
 
+_MESSAGE = reprlib.Repr()
+_MESSAGE.maxstring = 200
+
+
+def _failure(error: BaseException) -> str:
+    """An error in one short, printable line: its type, and its message or the start of it."""
+    message = str(error)
+    if len(message) > _MESSAGE.maxstring or not message.isprintable():
+        message = _MESSAGE.repr(message)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 def _channel_id(value: str | None) -> str | None:
     """A channel name or unique id as Asterisk makes them, short and printable; a header
     that is not one is logged and stored quoted and cut short, never whole."""
@@ -207,6 +219,39 @@ ENDED_EARLY = Fault("ended_early", logging.INFO, "connection ended early by the 
 NOT_AGI = Fault("not_agi", logging.WARNING, "connection closed, the client does not speak AGI")
 NO_ROUTE = Fault("no_route", logging.ERROR, "request for no FastAGI route")
 ACCEPT_FAILED = Fault("accept_failed", logging.ERROR, "cannot accept a connection")
+# Not a client's fault, but one a client can repeat at will: a flood of them is a
+# traceback and a count, not a traceback each.
+FAILED = Fault("failed", logging.ERROR, "request failed")
+KEY_NOT_RECORDED = Fault("store_failed", logging.ERROR, "agent key not recorded, the store failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """An agent's key (*7, *8): its name, what confirms it, and the ways it goes wrong."""
+
+    name: str
+    confirmation: str  # the command that tells the agent the key is recorded
+    no_decision: Fault
+    again: Fault
+
+
+def _agent_key(name: str, sounds: str) -> Key:
+    return Key(
+        name, f"EXEC Playback {agi_quote(sounds)}",
+        Fault("no_decision", logging.ERROR, f"{name} key on a call with no callgate decision"),
+        Fault("key_again", logging.INFO, f"{name} key pressed again on a call, recorded once"),
+    )  # fmt: skip
+
+
+REFUSAL = _agent_key("refusal", "beep")
+# Not the refusal's lone beep: the agent must hear which key was taken, since a
+# withdrawal, unlike a refusal, does not lift after 60 days.
+WITHDRAWAL = _agent_key("withdrawal", "beep&callgate/withdrawn")
+ERROR_TONE = 'EXEC Playback "beeperr"'
+# Keys known recorded, by decision: a key pressed again on one of them is confirmed without
+# a second row. Bounded; one forgotten is recorded twice, which changes no verdict.
+KEYS_REMEMBERED = 10_000
+Record = Callable[[str, str, str], Awaitable[None]]  # company, callee, decision id
 
 
 class FaultLog:
@@ -218,13 +263,14 @@ class FaultLog:
         self._more: dict[Fault, int] = {}  # the kinds seen this interval, and how often since
         self._timer: asyncio.TimerHandle | None = None
 
-    def note(self, fault: Fault, detail: str) -> None:
+    def note(self, fault: Fault, detail: str, error: BaseException | None = None) -> None:
+        """One more ``fault``; ``error``'s traceback goes with the first of its interval."""
         metrics.AGI_DROPPED.labels(fault.label).inc()
         if fault in self._more:
             self._more[fault] += 1
             return
         self._more[fault] = 0
-        log.log(fault.level, "FastAGI: %s: %s", fault.text, detail)
+        log.log(fault.level, "FastAGI: %s: %s", fault.text, detail, exc_info=error)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
 
@@ -310,6 +356,7 @@ class AgiGate:
         self.faults = FaultLog(FLOOD_INTERVAL)
         self._overflow_tasks: set[asyncio.Task[None]] = set()  # over the cap, being answered
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keyed: dict[tuple[str, str], None] = {}  # (key, decision id), oldest first
         self.listening = False
         self.routes: dict[str, Route] = {
             "check": self.check, "refused": self.refused, "withdrawn": self.withdrawn,
@@ -392,9 +439,9 @@ class AgiGate:
             return
         try:
             await talk(reader, writer)
-        except Exception:
+        except Exception as error:
             # The dialplan fails closed on its own: no verdict set means no dial.
-            log.exception("FastAGI request failed")
+            self.faults.note(FAILED, _failure(error), error)
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -493,50 +540,88 @@ class AgiGate:
             read_variable=read,
         )
 
-    async def _keyed_call(self, request: _Request, key: str) -> tuple[str, str, str] | None:
-        """The (company, callee, decision id) of the call an agent's key was pressed on.
-        None when the call has no callgate decision: the agent then hears the error tone,
-        so that a key that recorded nothing never sounds like one that did."""
-        reply = await request.send_command("GET VARIABLE CALLGATE_DECISION_ID")
-        is_set, decision_id = reply.get("result", ("0", ""))
-        # Only an id as the gate makes them goes to the store: not a client's odd bytes.
-        known = is_set == "1" and _DECISION_ID.fullmatch(decision_id)
-        found = await self.store.decision_key(decision_id) if known else None
-        if found is None:
-            channel = _channel_id(request.headers.get("agi_channel"))
-            log.error("%s key on %s: this call has no callgate decision", key, channel)
-            await request.send_command('EXEC Playback "beeperr"')
-            return None
-        company, callee = found
-        return company, callee, decision_id
-
     async def refused(self, request: _Request) -> None:
         """The agent's refusal key: record that the callee refused, then confirm it."""
-        call = await self._keyed_call(request, "refusal")
-        if call is None:
-            return
-        company, callee, decision_id = call
-        await self.store.add_refusal(company, callee, datetime.now(UTC), "agent-key")
-        log.info("REFUSED %s by %s (decision %s)", callee, company, decision_id)
-        await request.send_command('EXEC Playback "beep"')
+
+        async def record(company: str, callee: str, decision_id: str) -> None:
+            await self.store.add_refusal(company, callee, datetime.now(UTC), "agent-key")
+            log.info("REFUSED %s by %s (decision %s)", callee, company, decision_id)
+
+        await self._key(request, REFUSAL, record)
 
     async def withdrawn(self, request: _Request) -> None:
         """The agent's withdrawal key: the callee said "ne m'appelez plus" (RULES-FR §3.3).
         Record the withdrawal for this company, then confirm it."""
-        call = await self._keyed_call(request, "withdrawal")
-        if call is None:
+
+        async def record(company: str, callee: str, decision_id: str) -> None:
+            now = datetime.now(UTC)
+            withdrawal = await self.store.withdraw(company, callee, now, "agent-key")
+            log.info(
+                "WITHDRAWN %s by %s (decision %s): %d consent(s) revoked, %s, refusal %d",
+                callee, company, decision_id, withdrawal.revoked,
+                "opposition listed" if withdrawal.opposed else "already on the opposition list",
+                withdrawal.refusal_id,
+            )  # fmt: skip
+
+        await self._key(request, WITHDRAWAL, record)
+
+    async def _key(self, request: _Request, key: Key, record: Record) -> None:
+        """An agent's key: recorded once on the call's decision, then confirmed. The error
+        tone when it recorded nothing, so that it never sounds like a key that did; what
+        went wrong is a fault, logged once per kind and interval, since a client can press
+        keys as often as it likes."""
+        channel = _channel_id(request.headers.get("agi_channel")) or "-"
+        decision_id, missing = await self._pressed_on(request)
+        if decision_id is None:
+            await self._key_lost(request, key.no_decision, f"{channel}, {missing}")
+        elif (key.name, decision_id) in self._keyed:
+            # Recorded already: confirmed, not written again, so that a client replaying one
+            # decision id adds no row and no line per connection (but for presses at the
+            # same instant as the first, each within agi.max_connections).
+            self.faults.note(key.again, f"decision {decision_id} on {channel}")
+            await request.send_command(key.confirmation)
+        else:
+            await self._record_key(request, key, decision_id, record, channel)
+
+    @staticmethod
+    async def _pressed_on(request: _Request) -> tuple[str | None, str]:
+        """The decision id of the call the key was pressed on; else None, and why."""
+        reply = await request.send_command("GET VARIABLE CALLGATE_DECISION_ID")
+        is_set, decision_id = reply.get("result", ("0", ""))
+        if is_set != "1":
+            return None, "CALLGATE_DECISION_ID unset"
+        # Only an id as the gate makes them goes to the store: not a client's odd bytes.
+        if not _DECISION_ID.fullmatch(decision_id):
+            return None, f"CALLGATE_DECISION_ID {_shown(decision_id)} is no decision id"
+        return decision_id, ""
+
+    async def _record_key(
+        self, request: _Request, key: Key, decision_id: str, record: Record, channel: str
+    ) -> None:
+        """Record the key on its decision's company and callee, and confirm it."""
+        try:
+            found = await self.store.decision_key(decision_id)
+            if found is not None:
+                await record(*found, decision_id)
+        except Exception as error:  # the store's, whichever its backend: nothing recorded
+            detail = f"{key.name} key on {channel}: {_failure(error)}"
+            await self._key_lost(request, KEY_NOT_RECORDED, detail, error)
             return
-        company, callee, decision_id = call
-        withdrawal = await self.store.withdraw(company, callee, datetime.now(UTC), "agent-key")
-        log.info(
-            "WITHDRAWN %s by %s (decision %s): %d consent(s) revoked, %s, refusal %d",
-            callee, company, decision_id, withdrawal.revoked,
-            "opposition listed" if withdrawal.opposed else "already on the opposition list",
-            withdrawal.refusal_id,
-        )  # fmt: skip
-        # Not the refusal's lone beep: the agent must hear which key was taken, since a
-        # withdrawal, unlike a refusal, does not lift after 60 days.
-        await request.send_command('EXEC Playback "beep&callgate/withdrawn"')
+        if found is None:
+            detail = f"{channel}, decision {decision_id} not in the store with a callee"
+            await self._key_lost(request, key.no_decision, detail)
+            return
+        self._keyed[key.name, decision_id] = None
+        if len(self._keyed) > KEYS_REMEMBERED:
+            del self._keyed[next(iter(self._keyed))]  # the oldest
+        await request.send_command(key.confirmation)
+
+    async def _key_lost(
+        self, request: _Request, fault: Fault, detail: str, error: Exception | None = None
+    ) -> None:
+        """A key that recorded nothing: noted, and the agent hears the error tone."""
+        self.faults.note(fault, detail, error)
+        await request.send_command(ERROR_TONE)
 
 
 def _busy() -> str:

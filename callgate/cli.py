@@ -51,6 +51,7 @@ from callgate.optout_file import ImportStats, read_numbers, text_lines
 from callgate.scrub_workers import ScrubWorkers
 from callgate.store import Store, StoreError, open_store, safe_url, sqlite_path
 from callgate.store.base import AppointmentRecord, Batch
+from callgate.throttle import Throttle
 from callgate.timeparse import parse_instant
 
 __all__ = ["main"]
@@ -352,12 +353,20 @@ _READ_ONLY = {
 
 
 def _opens_read_only(args: argparse.Namespace, url: str) -> bool:
-    """A read-only command on an existing store. A SQLite file not made yet is created, as
-    by any command: an empty store answers "(none)"."""
+    """A command that only reads opens the store read-only, and never creates one: an
+    auditor's mistyped path must not "verify" an empty store made on the spot. Following
+    the log waits for the gate that will write it, so it may create the file."""
     if (args.command, getattr(args, "action", None)) not in _READ_ONLY:
         return False
+    if getattr(args, "follow", False):
+        return False
     path = sqlite_path(url)
-    return path is None or Path(path).exists()
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        raise UsageError(
+            f"no store at {path}: nothing was recorded there (a wrong --db or [store] url?"
+            " `callgate db migrate` makes a new one)"
+        )
+    return path != ":memory:"
 
 
 # The options whose text is recorded, logged or echoed: bounded and printable.
@@ -682,7 +691,7 @@ async def _run(args: argparse.Namespace, config: Config, store: Store) -> int:
     stop = _stop_on_signals()
     logging.getLogger("callgate").info(
         "callgate run: store %s, ARI %s, app %r", safe_url(store_url(args, config)),
-        settings.url, settings.app,
+        safe_url(settings.url), settings.app,
     )  # fmt: skip
     async with AriClient(settings.url, settings.username, password, settings.app) as client:
         gate = AriGate(client, store, config)
@@ -787,20 +796,35 @@ def _service_logging(level: str) -> None:
     )
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_client_errors_in_one_line)
+    # A PDF receipt made fontTools log each font table it subsets: some 75 lines.
+    for chatty in ("fontTools", "fpdf"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _client_errors_in_one_line(record: logging.LogRecord) -> bool:
-    """A malformed request is the client's fault: one line, not a traceback."""
+    """A malformed request is the client's fault: one line, not a traceback; a flood of
+    them, one line per kind every 10 s and the count of the others."""
     from aiohttp.http_exceptions import HttpProcessingError
 
     error = record.exc_info[1] if record.exc_info else None
-    if isinstance(error, HttpProcessingError):
-        first = (error.message or "").strip().splitlines()[:1] or [type(error).__name__]
-        record.msg, record.args = "bad HTTP request: %s", (_one_line(first[0]),)
-        record.exc_info, record.exc_text, record.levelno, record.levelname = (
-            None, None, logging.WARNING, "WARNING",
-        )  # fmt: skip
-    return True
+    if not isinstance(error, HttpProcessingError):
+        return True
+    kind = type(error).__name__  # aiohttp's classes: a fixed set, never the client's text
+    first = (error.message or "").strip().splitlines()[:1] or [kind]
+    record.msg, record.args = "bad HTTP request (%s): %s", (kind, _one_line(first[0]))
+    record.exc_info, record.exc_text, record.levelno, record.levelname = (
+        None, None, logging.WARNING, "WARNING",
+    )  # fmt: skip
+    return _BAD_REQUESTS.due(kind)
+
+
+def _more_bad_requests(kind: str, count: int) -> None:
+    logging.getLogger("aiohttp.server").warning(
+        "bad HTTP request (%s): %d more within %g s", kind, count, _BAD_REQUESTS.interval
+    )
+
+
+_BAD_REQUESTS: Throttle[str] = Throttle(_more_bad_requests)
 
 
 def _stop_on_signals() -> asyncio.Event:

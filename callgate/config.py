@@ -232,6 +232,8 @@ def load_config(path: Path) -> Config:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise ConfigError(f"{path}: not a regular file")
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -326,6 +328,13 @@ def _ari(table: Mapping[str, Any]) -> AriSettings:
     _no_unknown_keys(table, keys, p)
     default = AriSettings()
     url = _get(table, "url", str, p, default.url)
+    # Checked before the URL is shown anywhere: a password in it would reach this error,
+    # a log line or a probe (and Basic auth already carries the credentials).
+    if "@" in re.split(r"[/?#]", url.split("://", 1)[-1], maxsplit=1)[0]:
+        raise ConfigError(
+            "ari.url: no user or password in the URL: give ari.username, and the password in"
+            " ari.password_file or $CALLGATE_ARI_PASSWORD"
+        )
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"ari.url: {_shown(url)} is not an http:// or https:// URL")
     max_concurrent, timeout = _limits(table, p, default.max_concurrent, default.decision_timeout)

@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from test_agi_protocol import COMPANY_NUMBER, asterisk_headers, play_asterisk, result_of
 from test_cli import EXAMPLE
 
@@ -24,6 +26,7 @@ from agi import server
 from agi.server import AgiGate
 from callgate.config import ConfigError, parse_config
 from callgate.store import open_store
+from callgate.store.sqlite import SqliteStore
 from harness.sipp import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -135,6 +138,126 @@ async def test_a_flood_of_faulty_clients_is_a_few_log_lines(tmp_path, monkeypatc
     assert len(faults) <= 6, faults[:10]
     counted = sum(int(n) for line in faults for n in re.findall(r"(\d+) more", line))
     assert counted + 2 == 2 * floods
+
+
+def gate_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the gate logged, but for its start."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "callgate.agi"]
+    return [line for line in lines if "listening" not in line]
+
+
+def counted(lines: list[str]) -> int:
+    """The faults a flood's lines stand for: one each, plus the "N more" they count."""
+    more = [int(n) for line in lines for n in re.findall(r": (\d+) more within", line)]
+    return len(lines) - len(more) + sum(more)
+
+
+def dropped(cause: str) -> float:
+    return REGISTRY.get_sample_value("callgate_agi_dropped_total", {"cause": cause}) or 0.0
+
+
+KEYS = {"refused": ("refusal", 'EXEC Playback "beep"'),
+        "withdrawn": ("withdrawal", 'EXEC Playback "beep&callgate/withdrawn"')}  # fmt: skip
+NO_SUCH_DECISION = {"CALLGATE_DECISION_ID": "12345678-1234-4234-8234-123456789abc"}
+
+
+@pytest.mark.parametrize("route", list(KEYS))
+@pytest.mark.parametrize("variables", [{}, NO_SUCH_DECISION], ids=["unset", "unknown"])
+async def test_a_flood_of_keys_on_calls_without_a_decision_is_a_few_log_lines(
+    tmp_path, caplog, route, variables
+):
+    caplog.set_level(logging.INFO, logger="callgate")
+    floods, before = 500, dropped("no_decision")
+    key = asterisk_headers(route)
+    async with serving(tmp_path) as port:
+        for _ in range(floods):
+            commands = await asyncio.to_thread(play_asterisk, port, key, variables)
+            assert commands[-1] == 'EXEC Playback "beeperr"'  # each agent hears the error
+    lines = gate_lines(caplog)
+    # The first at once, an ERROR with the channel; the rest counted, every 10 s.
+    assert 2 <= len(lines) <= 4, lines[:5]
+    assert lines[0].startswith(f"FastAGI: {KEYS[route][0]} key on a call with no callgate")
+    assert "PJSIP/agent-00000001" in lines[0]
+    assert [r.levelno for r in caplog.records if r.getMessage() == lines[0]] == [logging.ERROR]
+    assert counted(lines) == floods
+    assert dropped("no_decision") - before == floods
+
+
+def refusal_rows(tmp_path: Path) -> list[tuple[str, str, str]]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "agi.db")) as db:
+        return db.execute("SELECT company, callee, source FROM refusals").fetchall()
+
+
+@pytest.mark.parametrize("route", list(KEYS))
+async def test_a_key_on_a_decided_call_is_recorded_once_however_often_pressed(
+    tmp_path, caplog, route
+):
+    caplog.set_level(logging.INFO, logger="callgate")
+    name, confirmation = KEYS[route]
+    presses = 200
+    async with serving(tmp_path) as port:
+        decision_id = result_of(await asyncio.to_thread(play_asterisk, port, CALL))[3]
+        pressed = {"CALLGATE_DECISION_ID": decision_id}
+        for _ in range(presses):
+            commands = await asyncio.to_thread(
+                play_asterisk, port, asterisk_headers(route), pressed
+            )
+            # Each press confirmed: the key is recorded, if only once.
+            assert commands == ["GET VARIABLE CALLGATE_DECISION_ID", confirmation]
+    assert refusal_rows(tmp_path) == [("acme", "+33612345678", "agent-key")]
+    lines = gate_lines(caplog)
+    recorded = [line for line in lines if line.startswith(("REFUSED ", "WITHDRAWN "))]
+    assert len(recorded) == 1 and f"(decision {decision_id})" in recorded[0]
+    again = [line for line in lines if f"{name} key pressed again" in line]
+    assert 1 <= len(again) <= 3 and counted(again) == presses - 1
+    assert len(lines) <= 6, lines[:8]  # the decision, the key, and its repeats counted
+
+
+@pytest.mark.parametrize("route", list(KEYS))
+async def test_a_key_the_store_cannot_record_is_the_error_tone_and_few_lines(
+    tmp_path, caplog, monkeypatch, route
+):
+    caplog.set_level(logging.INFO, logger="callgate")
+    async with serving(tmp_path) as port:
+        decision_id = result_of(await asyncio.to_thread(play_asterisk, port, CALL))[3]
+
+        async def failing(*_: object, **__: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(SqliteStore, "add_refusal", failing)
+        monkeypatch.setattr(SqliteStore, "withdraw", failing)
+        pressed = {"CALLGATE_DECISION_ID": decision_id}
+        for _ in range(100):
+            commands = await asyncio.to_thread(
+                play_asterisk, port, asterisk_headers(route), pressed
+            )
+            # Not the confirmation: the agent must not believe the key was recorded.
+            assert commands[-1] == 'EXEC Playback "beeperr"'
+    lines = [line for line in gate_lines(caplog) if not line.startswith(("ALLOW ", "REJECT "))]
+    assert 2 <= len(lines) <= 4, lines[:5]
+    assert "disk I/O error" in lines[0]
+    assert counted(lines) == 100
+    # The first one's traceback, for whoever mends the store; then counts.
+    assert sum(r.exc_info is not None for r in caplog.records) == 1
+
+
+async def test_a_request_that_fails_unforeseen_is_one_traceback_then_counted(
+    tmp_path, caplog, monkeypatch
+):
+    caplog.set_level(logging.INFO, logger="callgate")
+
+    async def failing(self: AgiGate, request: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(AgiGate, "check", failing)
+    async with serving(tmp_path) as port:
+        for _ in range(100):
+            assert await asyncio.to_thread(play_asterisk, port, CALL) == []
+    lines = gate_lines(caplog)
+    assert 2 <= len(lines) <= 4, lines[:5]
+    assert "RuntimeError: a bug" in lines[0]
+    assert counted(lines) == 100
+    assert sum(r.exc_info is not None for r in caplog.records) == 1
 
 
 async def test_a_huge_channel_header_is_not_copied_into_the_log(tmp_path, caplog):

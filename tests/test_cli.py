@@ -230,7 +230,9 @@ def test_optout_import_reports_bad_lines_and_is_idempotent(run, tmp_path):
         (("optout", "import", "/no/such/file"), "No such file"),
         (("outcome", "refused", "--to", "0612345678", "--at", "2026-13-01"), "not an ISO 8601"),
         (("--db", "mysql://x/y", "consent", "list"), "unsupported store URL"),
-        (("--db", "/no/such/dir/x.db", "consent", "list"), "does not exist"),
+        (("--db", "/no/such/dir/x.db", "consent", "list"), "no store at /no/such/dir/x.db"),
+        (("--db", "/no/such/dir/x.db", "optout", "list", "--to", "0612345678"), "no store at"),
+        (("--db", "/no/such/dir/x.db", "consent", "add", "--to", "0612345678"), "does not exist"),
     ],
 )
 def test_bad_input_is_a_clear_error_with_status_2(run, args, message):

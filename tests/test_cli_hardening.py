@@ -161,9 +161,19 @@ def test_a_read_command_on_an_older_store_says_to_migrate_and_changes_nothing(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["previous.db"]
 
 
-def test_a_read_command_still_creates_a_missing_store(tmp_path):
-    ran = callgate("consent", "list", cwd=tmp_path, db=tmp_path / "new.db")
-    assert ran.status == 0 and ran.stdout.strip() == "(none)", ran.stderr
+@pytest.mark.parametrize(
+    "command", [("consent", "list"), ("log", "verify"), ("log", "export"), ("log", "stats")]
+)
+def test_a_read_command_on_a_missing_store_says_so_and_creates_nothing(tmp_path, command):
+    """An auditor's mistyped path: not "OK, 0 entries" on an empty store made on the spot."""
+    ran = callgate(*command, cwd=tmp_path, db=tmp_path / "typo.db")
+    assert_one_line_error(ran, "no store at", "typo.db")
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_new_store_is_made_by_a_command_that_writes(tmp_path):
+    ran = callgate("optout", "add", "--to", "0612345678", cwd=tmp_path, db=tmp_path / "new.db")
+    assert ran.status == 0, ran.stderr
     with sqlite3.connect(tmp_path / "new.db") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] > 0
 

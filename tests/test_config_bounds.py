@@ -222,3 +222,28 @@ def test_the_command_on_a_binary_config_says_so_in_one_line(tmp_path):
     assert result.stderr.startswith("callgate: error: ")
     assert "not a UTF-8 text file" in result.stderr
     assert "internal error" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_configuration_that_is_no_regular_file_is_refused_at_once(tmp_path):
+    """A FIFO given as --config would block the read forever."""
+    import os
+    import threading
+
+    from callgate.config import ConfigError, load_config
+
+    fifo = tmp_path / "callgate.toml"
+    os.mkfifo(fifo)
+    refused: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_config(fifo)
+        except ConfigError as error:
+            refused.append(error)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    loader.join(timeout=5)
+    assert not loader.is_alive(), "blocked on the FIFO"
+    [error] = refused
+    assert "not a regular file" in str(error)

@@ -3,7 +3,9 @@ running; a read-only opening reads a copy that cannot be written, and migrates n
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -148,6 +150,24 @@ async def test_read_only_sees_what_is_still_in_the_write_ahead_log(tmp_path):
             await store.close()
 
 
+async def test_a_wal_without_its_index_on_a_read_only_mount_says_what_to_do(tmp_path):
+    """The -wal file copied without -shm: SQLite cannot read it there, and skipping it would
+    hide committed rows, so the error says how to take a copy that reads."""
+    live = tmp_path / "live.db"
+    await a_store_with_a_consent(live)
+    writer = sqlite3.connect(live)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("DELETE FROM consents")
+    writer.commit()
+    with tmpfs(tmp_path / "ro") as folder:
+        for suffix in ("", "-wal"):
+            shutil.copy(f"{live}{suffix}", folder / f"callgate.db{suffix}")
+        writer.close()
+        seal(folder)
+        with pytest.raises(StoreError, match="needs a writable folder"):
+            await open_store(str(folder / "callgate.db"), read_only=True)
+
+
 async def test_read_only_refuses_an_older_schema_and_leaves_it_as_it_is(tmp_path):
     path = tmp_path / "previous.db"
     shutil.copy(PREVIOUS, path)
@@ -206,6 +226,8 @@ async def test_read_only_on_postgresql_migrates_nothing_and_checks_the_schema(po
             "postgresql://user@host/db?password=***&x=1",
         ),
         ("/var/lib/callgate/callgate.db", "/var/lib/callgate/callgate.db"),
+        ("postgresql://h/db?Password=secret", "postgresql://h/db?Password=***"),
+        ("postgresql://h/db?x=1&sslpassword=secret", "postgresql://h/db?x=1&sslpassword=***"),
     ],
 )
 def test_safe_url_hides_passwords(url, masked):
@@ -222,9 +244,20 @@ async def test_an_unsupported_url_does_not_show_its_password():
 
 @pytest.mark.parametrize(
     "url", ["postgresql://u:pw@host:abc/db", "postgresql://u:pw@[::1/db",
-            "postgresql://u:pw@127.0.0.1:1/db?sslmode=bogus"],
+            "postgresql://u:pw@127.0.0.1:1/db?sslmode=bogus",
+            "postgresql://u:pw@127.0.0.1:99999/db"],
 )  # fmt: skip
 async def test_a_malformed_postgresql_url_is_a_store_error_without_its_password(url):
     with pytest.raises(StoreError, match="invalid PostgreSQL URL") as refused:
         await open_store(url)
     assert "pw" not in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+async def test_a_store_path_that_is_no_regular_file_is_refused_at_once(tmp_path, kind):
+    """A FIFO would block SQLite's open forever, and the gate with it."""
+    path = tmp_path / "store.db"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    async with asyncio.timeout(5):
+        with pytest.raises(StoreError, match="not a regular file"):
+            await open_store(str(path))

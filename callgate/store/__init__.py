@@ -146,7 +146,8 @@ def safe_url(url: str) -> str:
     """A store URL fit for a message or a log: any password in it replaced."""
     # Up to the last "@": a password with an unescaped "@" in it is masked whole.
     url = re.sub(r"://([^:/@]*):.*@", r"://\1:***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    # Any query parameter naming a password (password, sslpassword...), in any case.
+    return re.sub(r"(?i)([?&][^=&]*password=)[^&]*", r"\1***", url)
 
 
 def schema_mismatch(version: int, newest: int) -> str | None:

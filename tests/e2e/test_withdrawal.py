@@ -173,7 +173,9 @@ def test_the_withdrawal_key_on_a_call_without_a_decision_records_nothing(pbx_agi
         )
         assert commands == ["GET VARIABLE CALLGATE_DECISION_ID", 'EXEC Playback "beeperr"']
     log = site_agi.gate_log()
-    assert log.count("withdrawal key on PJSIP/1001-0000cafe: this call has no callgate") == 2
+    # The first press is an error naming the channel; the second, within 10 s, is counted.
+    first = "withdrawal key on a call with no callgate decision: PJSIP/1001-0000cafe"
+    assert log.count(first) == 1
     assert "WITHDRAWN" not in log
     [consent] = _consents(site_agi.config)["acme"]
     assert consent["revoked_at"] is None
