@@ -1,7 +1,8 @@
 """The decision log's hash chain: each entry carries the hash of the one before.
 
 An entry's hash covers every field of the entry and the previous entry's hash, so that
-editing, removing or reordering an entry breaks the chain at that entry. The callee is
+editing, removing or reordering an entry breaks the chain at that entry; an entry with a
+field more or less than those is a break too (ENTRY_FIELDS). The callee is
 covered through a salted commitment (``callee_commit``): an export can leave the number
 and its salt out (pseudonymised) and still verify, and nobody can recover the number from
 the commitment without the salt. Pure: no I/O.
@@ -19,8 +20,11 @@ from typing import Any
 from callgate.model import Decision
 
 __all__ = [
+    "CALLEE_FIELDS",
     "CHAINED_FIELDS",
+    "ENTRY_FIELDS",
     "GENESIS",
+    "PSEUDONYMISED_FIELDS",
     "ChainBreak",
     "ChainVerifier",
     "callee_commit",
@@ -28,6 +32,7 @@ __all__ = [
     "log_entry",
     "pseudonymise",
     "read_anchor",
+    "shown_key",
     "verify_chain",
 ]
 
@@ -40,6 +45,13 @@ CHAINED_FIELDS = (
     "dept", "caller_in", "caller_out", "callee_commit", "territory", "verdict", "reasons",
     "retry_after", "ruleset", "latency_ms", "prev_hash",
 )  # fmt: skip
+# An entry holds exactly these keys, in one of two forms: whole, with the callee (the
+# number, as dialled, and the salt its commitment is checked with), or pseudonymised,
+# without all three. The hash covers no other key, so an added one ("approved_by") would
+# pass for part of the signed entry; a callee kept without its salt would go unchecked.
+CALLEE_FIELDS = ("callee_in", "callee", "callee_salt")
+PSEUDONYMISED_FIELDS = frozenset((*CHAINED_FIELDS, "hash"))
+ENTRY_FIELDS = PSEUDONYMISED_FIELDS | frozenset(CALLEE_FIELDS)
 MAX_SEQ = 2**63 - 1  # the stores keep seq in a signed 64-bit integer
 _HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -104,8 +116,9 @@ class ChainBreak:
 
 
 def read_anchor(value: Any) -> tuple[int, str] | None:
-    """An export's anchor, ``{"seq": N, "hash": H}``, as (seq, hash); None if malformed."""
-    if not isinstance(value, Mapping):
+    """An export's anchor, ``{"seq": N, "hash": H}``, as (seq, hash); None if malformed
+    (another key included: nothing vouches for it)."""
+    if not isinstance(value, Mapping) or set(value) != {"seq", "hash"}:
         return None
     seq, digest = value.get("seq"), value.get("hash")
     if not (_is_seq(seq, low=0) and isinstance(digest, str) and _HASH.fullmatch(digest)):
@@ -131,7 +144,7 @@ class ChainVerifier:
             return ChainBreak(self.count + 1, None, None, problem)
         seq = entry.get("seq")
         where = (self.count + 1, seq if _is_seq(seq) else None, _shown_id(entry.get("id")))
-        problem = _malformed(entry) or _edited(entry)
+        problem = _malformed(entry) or _misshapen(entry) or _edited(entry)
         if problem:
             return ChainBreak(*where, problem)
         if self.expected_seq is not None and seq != self.expected_seq:
@@ -168,6 +181,31 @@ def _malformed(entry: Mapping[str, Any]) -> str | None:
         digest = entry.get(name)
         if not (isinstance(digest, str) and _HASH.fullmatch(digest)):
             return f"not a log entry: its {name} is not 64 hexadecimal digits"
+    return None
+
+
+def shown_key(key: Any) -> str:
+    """A key for a report: quoted and escaped (a forged one could hold terminal escapes),
+    and cut short (or a megabyte)."""
+    text = str(key)
+    return repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
+def _misshapen(entry: Mapping[str, Any]) -> str | None:
+    """The key the entry should not hold, or lacks, if any (see ENTRY_FIELDS)."""
+    for key in entry:
+        if key not in ENTRY_FIELDS:
+            return f"edited: it holds a key its hash does not cover: {shown_key(key)}"
+    callee = [name for name in CALLEE_FIELDS if name in entry]
+    if callee and len(callee) < len(CALLEE_FIELDS):
+        missing = next(name for name in CALLEE_FIELDS if name not in entry)
+        return (
+            f"edited: it holds {shown_key(callee[0])} without {shown_key(missing)}: the"
+            " callee is kept whole, or left out of a pseudonymised export"
+        )
+    for name in (*CHAINED_FIELDS, "hash"):
+        if name not in entry:
+            return f"edited: its key {shown_key(name)} was removed"
     return None
 
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from callgate.auditlog import ChainBreak, ChainVerifier, pseudonymise, read_anchor
+from callgate.auditlog import ChainBreak, ChainVerifier, pseudonymise, read_anchor, shown_key
 from callgate.config import Config
 from callgate.gate import GATE_CODES, resolve_request
 from callgate.model import CallRequest, Purpose
@@ -374,6 +374,12 @@ def _verdict(verifier: ChainVerifier, broken: ChainBreak | None, source: str) ->
         print(f"BROKEN: {source}: {broken}")
         print(f"  {verifier.count:,} entries verified before it")
         return EXIT_BROKEN
+    if verifier.count == 0:
+        # Still OK: an export of a day without calls (a Sunday) is a true extract, and a
+        # script that verifies each day's must not fail on it. But "OK" vouches for
+        # nothing here, and the auditor is told so.
+        print(f"OK: {source}: 0 entries: it holds no log entry, so nothing was checked")
+        return EXIT_OK
     print(f"OK: {source}: {verifier.count:,} entries, the hash chain is intact")
     return EXIT_OK
 
@@ -404,7 +410,7 @@ def _verify_file(path: Path) -> tuple[ChainVerifier, ChainBreak | None, str]:
             if entry is _BLANK:
                 continue
             if number == 1 and isinstance(entry, dict) and "anchor" in entry:
-                anchor = read_anchor(entry["anchor"])
+                anchor = read_anchor(entry["anchor"]) if len(entry) == 1 else None
                 if anchor is None:
                     broken = ChainBreak(1, None, None, _BAD_ANCHOR)
                     return verifier, broken, f"{path} line {number}"
@@ -417,7 +423,28 @@ def _verify_file(path: Path) -> tuple[ChainVerifier, ChainBreak | None, str]:
 
 
 _BLANK = object()
-_BAD_ANCHOR = 'a malformed anchor (expected {"anchor": {"seq": N, "hash": 64 hex digits}})'
+_BAD_ANCHOR = (
+    'a malformed anchor (expected {"anchor": {"seq": N, "hash": 64 hex digits}}, no other key)'
+)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if it gives a key twice: a person or grep reading the line
+    sees the first value, while json (and so the hash check) keeps the last."""
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
 
 
 def _raw_lines(handle: BinaryIO) -> Iterator[bytes]:
@@ -439,7 +466,12 @@ def _json_line(line: bytes) -> tuple[Any, str | None]:
     if not text.strip():
         return _BLANK, None
     try:
-        return json.loads(text), None
+        return json.loads(text, object_pairs_hook=_unique_keys), None
+    except _DuplicateKey as error:
+        return None, (
+            f"edited: the key {shown_key(error.key)} is given twice (a reader sees the first"
+            " value, the hash check the last)"
+        )
     except (ValueError, RecursionError):  # ValueError: also an integer of 4,300+ digits
         return None, "not a JSON line"
 
@@ -453,11 +485,26 @@ async def _purge(args: argparse.Namespace, config: Config, store: Store) -> int:
         before = datetime.now(UTC) - timedelta(days=days)
     count = await store.purge_log(before, datetime.now(UTC))
     print(f"purged {count:,} decisions before {before.isoformat()}; the rest still verifies")
+    await _report_kept_older(store, before)
     kept = len(await store.consents(None, None))
     # RULES-FR §4 (décret of July 2026): a consent's proof outlives the log's retention.
     print(f"consent records and their proofs are not purged: they are kept at least 3 years"
           f" after each consent ends ({kept:,} consent records kept)")  # fmt: skip
     return EXIT_OK
+
+
+async def _report_kept_older(store: Store, before: datetime) -> None:
+    """Say so when decisions dated before the cutoff were kept: a purge cuts the chain at
+    its start only, so one recorded with a past date stays behind a newer one."""
+    older = sum(count for _, count in await store.log_counts(LogQuery(until=before), "verdict"))
+    if not older:
+        return
+    first = (await store.log_entries(LogQuery(), limit=1))[0]  # the one the purge stopped at
+    print(
+        f"kept {older:,} decisions dated before {before.isoformat()}: they come after seq"
+        f" {first['seq']}, dated {first['at']}, and a purge removes only the start of the"
+        " log (they were recorded with a past date, or by a node whose clock was behind)"
+    )
 
 
 _ACTIONS = {

@@ -110,6 +110,28 @@ async def test_purge_keeps_the_rest_verifiable(store_url):
     assert verify_chain(rest)[1] is not None  # without the anchor, the start looks cut
 
 
+async def test_an_added_key_is_caught_in_the_store_form(store_url):
+    """The hash covers the chained fields only: a key beside them is no part of the entry."""
+    store = await _a_log(store_url)
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    entries[2]["approved_by"] = "DPO, exception 42"
+    count, broken = verify_chain(entries)
+    assert count == 2
+    assert broken.seq == 3 and "'approved_by'" in broken.problem
+
+
+async def test_a_callee_without_its_salt_is_caught(store_url):
+    """Without the salt nothing checks the number: the callee is kept whole or left out."""
+    store = await _a_log(store_url)
+    entries = await store.log_entries(LogQuery())
+    await store.close()
+    del entries[1]["callee_salt"]
+    entries[1]["callee"] = "+33612345679"
+    _, broken = verify_chain(entries)
+    assert broken.seq == 2 and "'callee_salt'" in broken.problem
+
+
 # ---------------------------------------------------------------- the auditor's commands
 
 
@@ -177,8 +199,63 @@ async def test_editing_the_store_is_caught_by_verify(tmp_path):
     assert "removed" in _cli(tmp_path, "log", "verify", status=1).stdout
 
 
+# Recorded in this order: the fourth with a past date, after newer ones.
+BACKDATED = (
+    "2026-11-21T11:00+01:00", "2026-11-22T11:00+01:00", "2026-11-23T11:00+01:00",
+    "2020-01-01T11:00+01:00", "2026-11-25T11:00+01:00",
+)  # fmt: skip
+
+
+def test_purge_keeps_a_backdated_decision_behind_newer_ones_and_says_so(tmp_path):
+    """Before, `purge --before 2021-01-01` cut the chain up to the backdated decision:
+    "purged 4 decisions", the three of November 2026 among them, and verify said OK."""
+    for at in BACKDATED:
+        _cli(tmp_path, "check", "--from", "0948000001", "--to", "0612345678", "--record",
+             "--at", at, status=1)  # fmt: skip
+    purged = _cli(tmp_path, "log", "purge", "--before", "2021-01-01").stdout
+    assert purged.startswith("purged 0 decisions before 2021-01-01T00:00:00+01:00;")
+    assert (
+        "kept 1 decisions dated before 2021-01-01T00:00:00+01:00: they come after seq 1,"
+        " dated 2026-11-21T10:00:00+00:00, and a purge removes only the start of the log"
+    ) in purged
+    assert len(_cli(tmp_path, "log", "--json").stdout.splitlines()) == 5
+    purged = _cli(tmp_path, "log", "purge", "--before", "2026-11-23").stdout
+    assert purged.startswith("purged 2 decisions") and "kept 1 decisions" in purged
+    assert "seq 3, dated 2026-11-23T10:00:00+00:00" in purged
+    purged = _cli(tmp_path, "log", "purge", "--before", "2026-11-24").stdout
+    assert purged.startswith("purged 2 decisions") and "dated before" not in purged
+    entries = [json.loads(e) for e in _cli(tmp_path, "log", "--json").stdout.splitlines()]
+    assert [(e["seq"], e["at"]) for e in entries] == [(5, "2026-11-25T10:00:00+00:00")]
+    verified = _cli(tmp_path, "log", "verify").stdout
+    assert verified == "OK: the store: 1 entries, the hash chain is intact\n"
+
+
+def test_exports_plain_and_pseudonymised_verify_after_a_purge(tmp_path):
+    """What `log export` writes, with the anchor a purge leaves, verifies in either form;
+    and so does the store it came from."""
+    for at in BACKDATED:
+        _cli(tmp_path, "check", "--from", "0948000001", "--to", "0612345678", "--record",
+             "--at", at, status=1)  # fmt: skip
+    _cli(tmp_path, "log", "purge", "--before", "2026-11-22")
+    for form in ((), ("--pseudonymise",)):
+        export = tmp_path / "export.jsonl"
+        _cli(tmp_path, "log", "export", *form, "-o", str(export))
+        assert '"anchor"' in export.read_text().splitlines()[0]
+        verified = _cli(tmp_path, "log", "verify", str(export)).stdout
+        assert verified == f"OK: {export}: 4 entries, the hash chain is intact\n"
+    assert "4 entries, the hash chain is intact" in _cli(tmp_path, "log", "verify").stdout
+
+
+def test_verify_of_a_store_without_entries_says_it_holds_none(tmp_path):
+    _cli(tmp_path, "check", "--from", "0948000001", "--to", "0612345678", "--record",
+         "--at", BACKDATED[0], status=1)  # fmt: skip
+    _cli(tmp_path, "log", "purge", "--before", "2027-01-01")
+    verified = _cli(tmp_path, "log", "verify").stdout
+    assert verified == "OK: the store: 0 entries: it holds no log entry, so nothing was checked\n"
+
+
 def test_follow_sees_a_decision_made_by_another_process(tmp_path):
-    _cli(tmp_path, "consent", "list")  # creates the store
+    _cli(tmp_path, "db", "migrate")  # creates the store
     env = {
         "CALLGATE_CONFIG": str(EXAMPLE),
         "CALLGATE_DB": str(tmp_path / "log.db"),

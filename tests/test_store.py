@@ -273,3 +273,64 @@ async def test_the_schema_version_is_read_without_migrating(store_url):
     store = await open_store(store_url)
     await store.close()
     assert await stored_schema_version(store_url) == newest_schema_version(store_url)
+
+
+# ---------------------------------------------------------------- purging the decision log
+
+# Recorded in this order: a decision recorded with a past date (`check --record --at`, the
+# API's "record": true) comes after newer ones in the chain.
+PURGE_DATES = (
+    paris(2026, 11, 21, 11), paris(2026, 11, 22, 11), paris(2026, 11, 23, 11),
+    paris(2020, 1, 1, 11), paris(2026, 11, 25, 11),
+)  # fmt: skip
+
+
+async def _log_recorded_at(store, dates) -> list[int]:
+    from callgate.store.base import LogQuery
+
+    for at in dates:
+        await check_call(store, a_config(), a_request(), at, record=True)
+    return [e["seq"] for e in await store.log_entries(LogQuery())]
+
+
+async def _verifies(store) -> tuple[int, object]:
+    from callgate.auditlog import verify_chain
+    from callgate.store.base import LogQuery
+
+    return verify_chain(await store.log_entries(LogQuery()), await store.log_anchor())
+
+
+async def test_purge_never_deletes_a_decision_newer_than_the_cutoff(store):
+    """Before, the purge cut the chain up to the last entry dated before the cutoff, here
+    the backdated seq 4: three November decisions went with it."""
+    assert await _log_recorded_at(store, PURGE_DATES) == [1, 2, 3, 4, 5]
+    assert await store.purge_log(paris(2021, 1, 1), MONDAY + days(30)) == 0
+    assert await store.log_anchor() is None
+    assert await _verifies(store) == (5, None)
+
+
+async def test_purge_stops_at_the_first_entry_at_or_after_the_cutoff(store):
+    from datetime import timedelta
+
+    from callgate.store.base import LogQuery
+
+    await _log_recorded_at(store, PURGE_DATES)
+    # Exactly at seq 3's instant: seq 3 is not before the cutoff, it stays.
+    assert await store.purge_log(PURGE_DATES[2], MONDAY + days(30)) == 2
+    assert [e["seq"] for e in await store.log_entries(LogQuery())] == [3, 4, 5]
+    assert (await store.log_anchor())[0] == 2
+    assert await _verifies(store) == (3, None)
+    # A microsecond later, seq 3 goes, and the backdated seq 4 with it: both are before.
+    later = PURGE_DATES[2] + timedelta(microseconds=1)
+    assert await store.purge_log(later, MONDAY + days(30)) == 2
+    assert [e["seq"] for e in await store.log_entries(LogQuery())] == [5]
+    assert (await store.log_anchor())[0] == 4
+    assert await _verifies(store) == (1, None)
+
+
+async def test_purge_of_a_log_all_before_the_cutoff_takes_it_all(store):
+    await _log_recorded_at(store, PURGE_DATES)
+    assert await store.purge_log(paris(2027, 1, 1), MONDAY + days(30)) == 5
+    assert (await store.log_anchor())[0] == 5
+    await check_call(store, a_config(), a_request(), paris(2027, 1, 4, 11), record=True)
+    assert await _verifies(store) == (1, None)  # the next entry follows the anchor

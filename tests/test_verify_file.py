@@ -160,3 +160,109 @@ def test_an_export_is_verified_on_a_machine_with_no_store(tmp_path, entries):
     assert (result.returncode, result.stderr) == (0, "")
     assert "OK" in result.stdout and "3 entries" in result.stdout
     assert not (tmp_path / "no").exists()
+
+
+# ---------------------------------------------------------------- exactly the hashed keys
+
+
+def first_key_twice(entry: dict, key: str, value: object) -> bytes:
+    """The entry's line with ``key`` given first with ``value``: json keeps the last one,
+    which the hash covers; a person or grep sees the first."""
+    first = json.dumps({key: value})[1:-1].encode()
+    return b"{" + first + b", " + line(entry)[1:]
+
+
+def pseudonymised(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k not in ("callee", "callee_in", "callee_salt")}
+
+
+def flipped(entry: dict) -> str:
+    return "allow" if entry["verdict"] == "reject" else "reject"
+
+
+# Each makes the second line from the second entry; the hash still matches every one.
+FORGED_SECOND_LINES = {
+    "a key added": (lambda e: line({**e, "approved_by": "DPO, exception 42"}), "'approved_by'"),
+    "a key added, pseudonymised": (
+        lambda e: line({**pseudonymised(e), "approved_by": "DPO"}), "'approved_by'"
+    ),
+    "a key given twice, first": (
+        lambda e: first_key_twice(e, "verdict", flipped(e)), "'verdict' is given twice"
+    ),
+    "a key given twice, nested": (
+        lambda e: line(e).replace(b'"code": ', b'"code": "DPO_EXCEPTION", "code": ', 1),
+        "'code' is given twice",
+    ),
+    "a callee changed, its salt removed": (
+        lambda e: line({**without(e, "callee_salt"), "callee": "+33699999999"}),
+        "'callee_salt'",
+    ),
+    "a callee as dialled added to a pseudonymised entry": (
+        lambda e: line({**pseudonymised(e), "callee_in": "0699999999"}), "'callee_in'"
+    ),
+    "a null key removed": (lambda e: line(without(e, "channel")), "'channel' was removed"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "make, named", FORGED_SECOND_LINES.values(), ids=FORGED_SECOND_LINES.keys()
+)
+async def test_a_key_the_hash_does_not_vouch_for_is_a_break(tmp_path, entries, make, named):
+    """Before, each verified OK: the hash covers some keys, and json keeps the last of two."""
+    status, out, export = verify(tmp_path, [line(entries[0]), make(entries[1]), line(entries[2])])
+    assert status == 1, out
+    assert out.startswith(f"BROKEN: {export} line 2: entry 2 ("), out
+    assert named in out and "edited" in out, out
+    assert out.endswith("\n  1 entries verified before it\n"), out
+
+
+async def test_a_forged_key_does_not_reach_the_terminal(tmp_path, entries):
+    for forged in ("\x1b]0;owned\x07", "k" * 1_000_000):
+        second = line({**entries[1], forged: 1})
+        status, out, _ = verify(tmp_path, [line(entries[0]), second])
+        assert status == 1 and "line 2" in out
+        assert "\x1b" not in out and len(out) < 500
+
+
+FORGED_ANCHORS = {
+    "a key beside the anchor": lambda h: {"anchor": {"seq": 1, "hash": h}, "approved_by": "x"},
+    "a key in the anchor": lambda h: {"anchor": {"seq": 1, "hash": h, "note": "x"}},
+}
+
+
+@pytest.mark.parametrize("make", FORGED_ANCHORS.values(), ids=FORGED_ANCHORS.keys())
+async def test_an_anchor_with_another_key_is_a_break_at_line_1(tmp_path, entries, make):
+    status, out, export = verify(tmp_path, [line(make(entries[0]["hash"])), line(entries[1])])
+    assert status == 1, out
+    assert out.startswith(f"BROKEN: {export} line 1: ") and "no other key" in out, out
+
+
+async def test_an_anchor_given_twice_is_a_break_at_line_1(tmp_path, entries):
+    anchor = {"seq": 1, "hash": entries[0]["hash"]}
+    twice = first_key_twice({"anchor": anchor}, "anchor", {"seq": 0, "hash": "0" * 64})
+    status, out, export = verify(tmp_path, [twice, line(entries[1])])
+    assert status == 1, out
+    assert out.startswith(f"BROKEN: {export} line 1: ") and "'anchor' is given twice" in out
+
+
+async def test_both_forms_of_an_entry_verify(tmp_path, entries):
+    """Whole, as the store keeps it, and pseudonymised, as `log export --pseudonymise`."""
+    for form in (lambda e: e, pseudonymised):
+        status, out, export = verify(tmp_path, [line(form(e)) for e in entries])
+        assert (status, out) == (0, f"OK: {export}: 3 entries, the hash chain is intact\n")
+
+
+@pytest.mark.parametrize("content", [[], [b""], [b"", b"  "]], ids=["empty", "blank", "blanks"])
+def test_an_export_without_entries_is_ok_and_says_it_holds_none(tmp_path, content):
+    """Exit 0: an export of a day without calls (a Sunday) is a true extract. But the OK
+    vouches for nothing, and says so, rather than "0 entries, the hash chain is intact"."""
+    status, out, export = verify(tmp_path, content)
+    assert (status, out) == (
+        0, f"OK: {export}: 0 entries: it holds no log entry, so nothing was checked\n"
+    )  # fmt: skip
+
+
+async def test_an_export_of_an_anchor_alone_says_it_holds_no_entry(tmp_path, entries):
+    anchor = {"anchor": {"seq": 3, "hash": entries[2]["hash"]}}
+    status, out, _ = verify(tmp_path, [line(anchor)])
+    assert status == 0 and "0 entries: it holds no log entry" in out

@@ -104,7 +104,7 @@ class PostgresStore:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=16, command_timeout=30)
         except (OSError, asyncpg.PostgresError) as error:
             raise StoreError(f"cannot reach PostgreSQL: {error}") from error
-        except (ValueError, asyncpg.InterfaceError) as error:  # a malformed URL or option
+        except (ValueError, OverflowError, asyncpg.InterfaceError) as error:  # a malformed URL
             raise StoreError(f"invalid PostgreSQL URL {safe_url(url)}: {error}") from None
         store = cls(pool, url)
         try:
@@ -334,10 +334,15 @@ class PostgresStore:
         return (row["seq"], row["hash"]) if row else None
 
     async def purge_log(self, before: datetime, at: datetime) -> int:
+        """Delete the log's oldest entries, up to the first one dated at or after
+        ``before`` (see SqliteStore.purge_log: only the chain's start can go)."""
         async with self._pool.acquire() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
+            # The last entry before the first one dated at or after the cutoff (by seq).
             last = await db.fetchrow(
-                "SELECT seq, hash FROM decisions WHERE at < $1 ORDER BY seq DESC LIMIT 1",
+                "WITH stop AS (SELECT min(seq) AS seq FROM decisions WHERE at >= $1)"
+                " SELECT d.seq, d.hash FROM decisions d, stop"
+                " WHERE stop.seq IS NULL OR d.seq < stop.seq ORDER BY d.seq DESC LIMIT 1",
                 to_micros(before),
             )
             if last is None:

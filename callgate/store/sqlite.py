@@ -423,10 +423,19 @@ class SqliteStore:
         return (rows[0][0], rows[0][1]) if rows else None
 
     async def purge_log(self, before: datetime, at: datetime) -> int:
-        """Delete the entries older than ``before``, keeping the chain verifiable."""
+        """Delete the log's oldest entries, up to the first one dated at or after
+        ``before``, keeping the chain verifiable.
+
+        Only the chain's start can go: the anchor vouches for what was cut. A decision may
+        be recorded with a past date (`check --record --at`, the API), so an entry dated
+        before ``before`` may come after a newer one: it stays, as does all from that
+        newer one on."""
         async with self._transaction():
+            # The last entry before the first one dated at or after the cutoff (by seq).
             async with self._db.execute(
-                "SELECT seq, hash FROM decisions WHERE at < ? ORDER BY seq DESC LIMIT 1",
+                "WITH stop AS (SELECT min(seq) AS seq FROM decisions WHERE at >= ?)"
+                " SELECT d.seq, d.hash FROM decisions d, stop"
+                " WHERE stop.seq IS NULL OR d.seq < stop.seq ORDER BY d.seq DESC LIMIT 1",
                 (to_micros(before),),
             ) as cursor:
                 last = await cursor.fetchone()
@@ -654,6 +663,9 @@ def _check_folder(path: str) -> None:
         raise StoreError(f"cannot open the store {path}: {error}") from None
     if not parent.is_dir():
         raise StoreError(f"cannot open the store {path}: {parent} does not exist")
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_file():  # a FIFO would block the open forever
+        raise StoreError(f"cannot open the store {path}: not a regular file")
 
 
 async def _connect(path: str, read_only: bool, *, immutable: bool = False) -> aiosqlite.Connection:
@@ -691,6 +703,12 @@ def _cannot_open(path: str, error: sqlite3.Error, read_only: bool) -> str:
     folder = Path(path).expanduser().resolve().parent
     if not read_only and not os.access(folder, os.W_OK):
         message += f" ({folder} cannot be written here: only the commands that read work there)"
+    elif read_only and Path(f"{path}-wal").exists() and not os.access(folder, os.W_OK):
+        # Its -wal file holds committed rows that only a writable folder lets SQLite read.
+        message += (
+            f" (its write-ahead log {path}-wal needs a writable folder: copy both files to"
+            " one, or checkpoint the store before taking the copy)"
+        )
     return message
 
 
