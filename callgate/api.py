@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from ari_app.client import AriClient, AriError
-from callgate import inputs, metrics
+from callgate import inputs, metrics, serving
 from callgate.cli_format import (
     appointment_json,
     consent_json,
@@ -41,6 +41,7 @@ from callgate.health import PROBE_SECONDS, Cached, health_body, metrics_text, st
 from callgate.model import CallRequest, ConsentScope, Contract, Purpose
 from callgate.scrub import list_entries, scrub
 from callgate.scrub_workers import ScrubWorkers
+from callgate.serving import BACKLOG
 from callgate.store import Store, StoreError
 from callgate.store.base import AppointmentRecord, LogQuery
 
@@ -54,19 +55,12 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
 SCRUB_WORKERS: web.AppKey[ScrubWorkers | None] = web.AppKey("scrub_workers")
 HEALTH: web.AppKey[Cached[Health]] = web.AppKey("health")
-BUSY: web.AppKey[set[object]] = web.AppKey("busy")  # connections with a request in progress
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OPEN_PATHS = frozenset({"/healthz"})
 MAX_BODY = 1024**2  # bytes of a JSON body
 # Integers a client may give (a page's ``after``): what the store's 64-bit columns hold.
 MAX_INTEGER = 2**63 - 1
-# A log line for a condition a flood repeats (accept failures, a full server): at most
-# one in this many seconds, with the count since the last.
-LOG_INTERVAL = 10.0
-# Connections the kernel queues for the API; asyncio also accepts up to this many at once,
-# before any is counted against the cap: the file limit must leave room for them.
-BACKLOG = 128
 # Files the API needs besides its connections: the store, the log, scrub workers' pipes.
 SPARE_FILES, FILES_PER_WORKER = 64, 8
 
@@ -93,11 +87,10 @@ class Unreadable(Exception):
 def make_app(
     store: Store, config: Config, token: str, scrub_workers: ScrubWorkers | None = None
 ) -> web.Application:
-    app = web.Application(middlewares=[_in_flight, _errors, _bearer], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[_errors, _bearer], client_max_size=MAX_BODY)
     app[STORE], app[CONFIG], app[TOKEN] = store, config, token
     app[SCRUB_WORKERS] = scrub_workers
     app[HEALTH] = Cached(lambda: _health(store, config))
-    app[BUSY] = set()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/openapi.yaml", openapi)
@@ -128,19 +121,12 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Serves ``app`` on host:port within its config's [api] limits; OSError when the port
     cannot be bound. The caller cleans the runner up."""
     settings = app[CONFIG].api
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.idle_timeout)
-    await runner.setup()
-    assert runner.server is not None
     workers = app[SCRUB_WORKERS]
     limit = connection_limit(settings.max_connections, workers.count if workers else 0)
-    site = _Site(runner, host, port, _admission(runner.server, app[BUSY], limit))
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    _quiet_accept_errors(asyncio.get_running_loop())
-    return runner
+    return await serving.serve(
+        app, host, port, limit=limit, idle_timeout=settings.idle_timeout,
+        name="api.max_connections",
+    )  # fmt: skip
 
 
 def connection_limit(wanted: int, scrub_workers: int = 0) -> int:
@@ -158,125 +144,7 @@ def connection_limit(wanted: int, scrub_workers: int = 0) -> int:
     return min(wanted, room)
 
 
-class _Site(web.BaseSite):
-    """A TCP site whose connections go through ``accept`` (aiohttp's own site takes them
-    all)."""
-
-    def __init__(
-        self, runner: web.AppRunner, host: str, port: int,
-        accept: Callable[[], asyncio.BaseProtocol],
-    ) -> None:  # fmt: skip
-        super().__init__(runner)
-        self._host, self._port, self._accept = host, port, accept
-
-    @property
-    def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
-
-    async def start(self) -> None:
-        await super().start()
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._accept, self._host, self._port, backlog=BACKLOG
-        )
-
-
-def _admission(
-    server: web.Server, busy: set[object], limit: int
-) -> Callable[[], asyncio.BaseProtocol]:
-    """The protocol for a new connection. At ``limit`` open ones, the oldest idle one (no
-    request in progress: only waiting, or sending headers slowly) is closed to make room;
-    when every one is busy, the new one gets 503 and is closed."""
-    full = _Throttled("the API is at api.max_connections = %d: %s", limit)
-    loop = asyncio.get_running_loop()
-    # Connections accepted but not yet in server.connections: asyncio accepts a batch,
-    # then makes each connection on the next turn of the loop.
-    pending = 0
-
-    def made() -> None:
-        nonlocal pending
-        pending -= 1
-
-    def accept() -> asyncio.BaseProtocol:
-        nonlocal pending
-        # A connection closed here lingers in server.connections until its task ends.
-        open_ = [c for c in server.connections if c.transport is not None]
-        if len(open_) + pending >= limit:
-            idle = next((c for c in open_ if c not in busy), None)
-            if idle is None:
-                full.warning("new connections get 503")
-                return _Full()
-            full.warning("idle connections are closed to make room")
-            idle.force_close()
-        pending += 1
-        loop.call_soon(made)  # runs just before the connection is made
-        return server()
-
-    return accept
-
-
-class _Full(asyncio.Protocol):
-    """Answers 503 at once and closes: every connection has a request in progress."""
-
-    BODY = b'{"error": "busy", "message": "too many connections; try again"}'
-    ANSWER = (
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
-    ) % (len(BODY), BODY)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.ANSWER)
-        transport.close()
-
-
-class _Throttled:
-    """A warning that a flood would repeat thousands of times a second: logged once per
-    LOG_INTERVAL at most, with how many times it happened since."""
-
-    def __init__(self, message: str, *args: object) -> None:
-        self._message, self._args = message, args
-        self._count, self._next = 0, 0.0
-
-    def warning(self, *args: object) -> None:
-        self._count += 1
-        now = time.monotonic()
-        if now < self._next:
-            return
-        log.warning(f"{self._message} (%d since the last report)", *self._args, *args, self._count)
-        self._count, self._next = 0, now + LOG_INTERVAL
-
-
-def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
-    """Out of files, asyncio logs a traceback for each failed accept(), many a second:
-    one line per LOG_INTERVAL instead."""
-    throttled = _Throttled("cannot accept connections: %s")
-    previous = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get("message") == "socket.accept() out of system resource":
-            error = context.get("exception")
-            throttled.warning(getattr(error, "strerror", None) or error)
-        elif previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-
-
 # ---------------------------------------------------------------- middlewares
-
-
-@web.middleware
-async def _in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Marks the connection busy while its request runs: a full server closes idle ones."""
-    busy, connection = request.app[BUSY], request.protocol
-    busy.add(connection)
-    try:
-        return await handler(request)
-    finally:
-        busy.discard(connection)
 
 
 @web.middleware
@@ -419,18 +287,23 @@ def _created(payload: dict[str, Any]) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Store reachable, and the ARI gate's app registered on Asterisk (probed at most once
-    a second: the endpoint is open to anyone)."""
+    """200 when the store answers, 503 when not; what Asterisk says of the ARI gate's app
+    is there for information (probed at most once a second: the endpoint is open to
+    anyone)."""
     body, status = await request.app[HEALTH].get()
     return web.json_response(body, status=status)
 
 
 async def _health(store: Store, config: Config) -> Health:
-    ari = await _ari_state(config)
-    return health_body(await store_state(store), ari=(ari, ari != "app not registered"))
+    # The API's health is its own and its store's: it answers checks and scrubs whatever
+    # becomes of the ARI gate, a separate process watched on its own /healthz.
+    store_up, ari = await asyncio.gather(store_state(store), _ari_state(config))
+    return health_body(store_up, ari=(ari, True))
 
 
 async def _ari_state(config: Config) -> str:
+    """What ARI says of the gate's app, as one of a few fixed states: whatever answers at
+    ari.url (a web server, a proxy, garbage), the probe ends in one of them."""
     try:
         password = config.ari.password()
     except ConfigError:
@@ -443,10 +316,19 @@ async def _ari_state(config: Config) -> str:
         ):
             await ari.channels_in_app()
             return "connected"
-    except AriError:
-        return "app not registered"
+    except AriError as error:
+        return _ARI_REFUSALS.get(error.status, "unexpected answer")
     except (aiohttp.ClientError, TimeoutError, OSError):
         return "asterisk unreachable"
+    except (ValueError, TypeError, LookupError, RecursionError):  # not JSON, text, ARI's shape
+        return "unexpected answer"
+    except Exception as error:  # a probe reports; it never makes /healthz a 500
+        _PROBE_FAILED.warning(type(error).__name__)
+        return "unexpected answer"
+
+
+_ARI_REFUSALS = {404: "app not registered", 401: "credentials refused", 403: "credentials refused"}
+_PROBE_FAILED = serving.Flood(log, "/healthz: the ARI probe failed")
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -496,12 +378,13 @@ async def scrub_list(request: web.Request) -> web.StreamResponse:
     reading = _chunks(request, stall)
     first = await anext(reading, b"")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
     results = scrub(
         request.app[STORE], config, list_entries(_after(first, reading)), caller=caller,
         company=company, purpose=purpose, now=now, workers=request.app[SCRUB_WORKERS],
     )  # fmt: skip
     try:
+        # Every write, the headers' first, may find the client gone (a reset).
+        await response.prepare(request)
         async with contextlib.aclosing(results):
             await _send(response, results, stall)
         async with asyncio.timeout(stall):

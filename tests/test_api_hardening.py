@@ -27,10 +27,11 @@ from builders import POOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callgate import api, scrub
+from callgate import api, cli, scrub, serving
 from callgate.api import make_app
 from callgate.config import Config, parse_config
 from callgate.store import open_store
+from callgate.throttle import Throttle
 from harness.sipp import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -39,6 +40,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CALL = {"from": "0948000001", "to": "0612345678", "at": "2026-11-23T11:00:00+01:00"}
 TARGET = {"to": "0612345678", "at": "2026-09-01"}
 SCRUB = "/v1/scrub?at=2026-03-02T11:00:00%2B01:00"
+NUMBERS_3MB = b"".join(f"06{12000000 + i:08d}\n".encode() for i in range(270_000))
 
 
 def a_config(**api_settings: Any) -> Config:
@@ -477,7 +479,7 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(served):
             "Content-Length: 100\r\n\r\n{".encode()
         )
     deadline = time.monotonic() + 5
-    while len(app[api.BUSY]) < 2:
+    while len(app[serving.BUSY]) < 2:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     reader, writer = await _connect(port)
@@ -509,6 +511,64 @@ def test_the_connection_cap_fits_under_the_file_limit(monkeypatch, caplog):
     lowered = api.connection_limit(100_000, scrub_workers=4)
     assert 512 < lowered < 1024
     assert "LimitNOFILE" in caplog.text
+
+
+# ---------------------------------------------------------------- floods in the log
+
+
+def test_a_throttle_lets_the_first_of_each_kind_through_then_counts_the_rest():
+    reported: list[tuple[str, int]] = []
+    throttle: Throttle[str] = Throttle(lambda kind, count: reported.append((kind, count)), 0.05)
+    assert [throttle.due("a") for _ in range(5)] == [True, False, False, False, False]
+    assert throttle.due("b") and not throttle.due("b")
+    time.sleep(0.06)  # no event loop: the next line reports the interval that ended
+    assert not throttle.due("a")  # a steady flood stays counted: one line per interval
+    assert reported == [("a", 4), ("b", 1)]
+    time.sleep(0.06)
+    throttle.flush()
+    assert reported[2:] == [("a", 1)]
+    time.sleep(0.06)
+    assert throttle.due("a")  # a quiet interval went by: the next one is told at once
+
+
+async def test_a_throttle_reports_the_count_when_the_interval_ends(caplog):
+    reported: list[tuple[str, int]] = []
+    throttle: Throttle[str] = Throttle(lambda kind, count: reported.append((kind, count)), 0.1)
+    for _ in range(50):
+        throttle.due("flood")
+    await asyncio.sleep(0.15)  # no new line is needed for the count to be told
+    assert reported == [("flood", 49)]
+
+
+def _server_error(error: Exception) -> logging.LogRecord:
+    """The record aiohttp's server logs for a request it cannot parse."""
+    try:
+        raise error
+    except Exception:
+        return logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+            ("127.0.0.1",), sys.exc_info(),
+        )  # fmt: skip
+
+
+async def test_a_flood_of_bad_requests_is_one_line_per_kind_then_a_count(monkeypatch, caplog):
+    from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+
+    monkeypatch.setattr(cli, "_BAD_REQUESTS", Throttle(cli._more_bad_requests, 0.2))
+    caplog.set_level(logging.INFO)
+    records = [_server_error(LineTooLong("a" * 9000, 8190)) for _ in range(100)]
+    records += [_server_error(BadHttpMessage("Invalid header value char")) for _ in range(10)]
+    records.append(_server_error(ValueError("a bug, not a bad request")))
+    shown = [r for r in records if cli._client_errors_in_one_line(r)]
+    assert [r.getMessage()[:36] for r in shown[:2]] == [
+        "bad HTTP request (LineTooLong): Got ", "bad HTTP request (BadHttpMessage): I",
+    ]  # fmt: skip
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in shown[:2])
+    assert len(shown[0].getMessage()) < 1100  # the 9,000 bytes are not repeated
+    assert len(shown) == 3 and shown[2].exc_info  # anything else is logged as it was
+    await asyncio.sleep(0.3)
+    assert "bad HTTP request (LineTooLong): 99 more within 0.2 s" in caplog.text
+    assert "bad HTTP request (BadHttpMessage): 9 more within 0.2 s" in caplog.text
 
 
 # ---------------------------------------------------------------- the real process
@@ -597,22 +657,70 @@ def test_a_client_that_goes_away_mid_scrub_leaves_one_log_line(api_process):
     assert b"went away" in log
 
 
-def test_requests_aiohttp_cannot_parse_leave_one_line_each(api_process):
+@pytest.mark.parametrize(
+    ("sent", "length"),
+    [(b"0612345678\n", 100), (NUMBERS_3MB, 10_000_000)],
+    ids=["11-bytes", "3-MB"],
+)
+def test_a_client_that_resets_at_any_moment_of_a_scrub_leaves_one_info_line(
+    api_process, sent, length
+):
+    """Reset before the answer's headers are written, or while they are: the headers' write
+    finds the transport closing, which is the client gone too."""
+    port, stderr = api_process
+    tries = 5
+    for _ in range(tries):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+        head = (
+            f"POST {SCRUB} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        )
+        connection.sendall(head.encode() + sent)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # a reset (RST), as a client that crashes or is killed
+        time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while stderr.read_bytes().count(b"went away") < tries and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    log = stderr.read_bytes()
+    assert b"Traceback" not in log and b"ERROR" not in log, log[-3000:]
+    gone = [line for line in log.splitlines() if b"went away" in line]
+    assert 0 < len(gone) <= tries and all(b" INFO " in line for line in gone), log[-3000:]
+
+
+def test_a_flood_of_requests_aiohttp_cannot_parse_is_one_line_per_kind(api_process):
     port, stderr = api_process
     auth = f"Authorization: Bearer {TOKEN}\r\n".encode()
     for request in (
         b"GET /healthz HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nX-Nul: a\x00b\r\n\r\n",
-        b"POST /v1/check HTTP/1.1\r\n" + auth
+        b"POST /v1/check HTTP/1.1\r\n" + auth  # no Host
         + b"Content-Encoding: deflate\r\nContent-Length: 4\r\n\r\njunk",
     ):  # fmt: skip
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-            connection.sendall(request)
-            assert connection.recv(100).startswith((b"HTTP/1.0 400", b"HTTP/1.1 400"))
+        for _ in range(100):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                connection.sendall(request)
+                assert connection.recv(100).startswith((b"HTTP/1.0 400", b"HTTP/1.1 400"))
     time.sleep(0.3)
     log = stderr.read_bytes()
     assert b"Traceback" not in log and b"ERROR" not in log, log[-3000:]
-    assert log.count(b"bad HTTP request") == 3
+    lines = [line for line in log.splitlines() if b"bad HTTP request" in line]
+    assert 0 < len(lines) <= 3, f"{len(lines)} lines for 300 bad requests"
+    kinds = [line.split(b"bad HTTP request (")[1].split(b")")[0] for line in lines]
+    assert b"LineTooLong" in kinds and len(kinds) == len(set(kinds)), lines
+
+
+def test_a_pdf_receipt_leaves_no_font_subsetting_in_the_log(api_process):
+    port, stderr = api_process
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/consents/receipt?callee=0612345678&format=pdf", headers=AUTH
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        assert reply.read().startswith(b"%PDF")
+    time.sleep(0.2)
+    log = stderr.read_bytes()
+    assert b"fontTools" not in log and b"fpdf" not in log, log[-3000:]
 
 
 @pytest.fixture
