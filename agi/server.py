@@ -35,6 +35,7 @@ from callgate.dialplan import RESULT_VARIABLE, encode_result, unusable_call
 from callgate.gate import CallDecider, gate_error, log_line
 from callgate.model import Decision
 from callgate.store import Store
+from callgate.throttle import Throttle
 
 __all__ = [
     "AgiError",
@@ -260,33 +261,20 @@ class FaultLog:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._more: dict[Fault, int] = {}  # the kinds seen this interval, and how often since
-        self._timer: asyncio.TimerHandle | None = None
+        self._throttle: Throttle[Fault] = Throttle(self._more, interval)
 
     def note(self, fault: Fault, detail: str, error: BaseException | None = None) -> None:
         """One more ``fault``; ``error``'s traceback goes with the first of its interval."""
         metrics.AGI_DROPPED.labels(fault.label).inc()
-        if fault in self._more:
-            self._more[fault] += 1
-            return
-        self._more[fault] = 0
-        log.log(fault.level, "FastAGI: %s: %s", fault.text, detail, exc_info=error)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+        if self._throttle.due(fault):
+            log.log(fault.level, "FastAGI: %s: %s", fault.text, detail, exc_info=error)
 
     def flush(self) -> None:
-        """Log the counts; a kind that recurred stays counted for one more interval."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        more, self._more = self._more, {}
-        for fault, count in more.items():
-            if count:
-                log.log(fault.level, "FastAGI: %s: %d more within %g s",
-                        fault.text, count, self.interval)  # fmt: skip
-                self._more[fault] = 0
-        if self._more:
-            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+        """Log the counts now (the interval's end, or the gate stopping)."""
+        self._throttle.flush()
+
+    def _more(self, fault: Fault, count: int) -> None:
+        log.log(fault.level, "FastAGI: %s: %d more within %g s", fault.text, count, self.interval)
 
 
 class Connections:
