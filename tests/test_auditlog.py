@@ -26,19 +26,24 @@ async def _a_log(path, calls: int = 5):
     return store
 
 
-async def test_an_intact_log_verifies(store_url):
+async def _entries(store_url: str) -> list[dict]:
+    """A real log's entries, as the store reads them back."""
     store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    try:
+        return await store.log_entries(LogQuery())
+    finally:
+        await store.close()
+
+
+async def test_an_intact_log_verifies(store_url):
+    entries = await _entries(store_url)
     assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
     assert entries[0]["prev_hash"] == GENESIS
     assert verify_chain(entries) == (5, None)
 
 
 async def test_an_edit_is_caught_at_the_edited_entry(store_url):
-    store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    entries = await _entries(store_url)
     entries[2]["verdict"] = "allow" if entries[2]["verdict"] == "reject" else "reject"
     count, broken = verify_chain(entries)
     assert count == 2
@@ -46,18 +51,14 @@ async def test_an_edit_is_caught_at_the_edited_entry(store_url):
 
 
 async def test_an_edited_callee_is_caught(store_url):
-    store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    entries = await _entries(store_url)
     entries[1]["callee"] = "+33612345679"
     _, broken = verify_chain(entries)
     assert broken.seq == 2 and "callee" in broken.problem
 
 
 async def test_a_deletion_is_caught_at_the_entry_after_it(store_url):
-    store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    entries = await _entries(store_url)
     del entries[1]
     count, broken = verify_chain(entries)
     assert count == 1
@@ -65,9 +66,7 @@ async def test_a_deletion_is_caught_at_the_entry_after_it(store_url):
 
 
 async def test_a_deletion_that_renumbers_is_still_caught(store_url):
-    store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    entries = await _entries(store_url)
     del entries[1]
     for entry in entries[1:]:
         entry["seq"] -= 1
@@ -76,9 +75,7 @@ async def test_a_deletion_that_renumbers_is_still_caught(store_url):
 
 
 async def test_a_reordering_is_caught(store_url):
-    store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    entries = await _entries(store_url)
     entries[2], entries[3] = entries[3], entries[2]
     count, broken = verify_chain(entries)
     assert count == 2
@@ -112,9 +109,7 @@ async def test_purge_keeps_the_rest_verifiable(store_url):
 
 async def test_an_added_key_is_caught_in_the_store_form(store_url):
     """The hash covers the chained fields only: a key beside them is no part of the entry."""
-    store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    entries = await _entries(store_url)
     entries[2]["approved_by"] = "DPO, exception 42"
     count, broken = verify_chain(entries)
     assert count == 2
@@ -123,9 +118,7 @@ async def test_an_added_key_is_caught_in_the_store_form(store_url):
 
 async def test_a_callee_without_its_salt_is_caught(store_url):
     """Without the salt nothing checks the number: the callee is kept whole or left out."""
-    store = await _a_log(store_url)
-    entries = await store.log_entries(LogQuery())
-    await store.close()
+    entries = await _entries(store_url)
     del entries[1]["callee_salt"]
     entries[1]["callee"] = "+33612345679"
     _, broken = verify_chain(entries)
