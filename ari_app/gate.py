@@ -29,7 +29,7 @@ from callgate.config import Config
 from callgate.dialplan import CHANNELVARS_LINE, INPUT_VARIABLES, RESULT_VARIABLE, encode_result
 from callgate.gate import CallDecider, VariableReader, log_line
 from callgate.model import Decision
-from callgate.store import Store
+from callgate.store import Store, safe_url
 
 __all__ = ["AriGate", "Backoff"]
 
@@ -96,14 +96,15 @@ class AriGate:
             except (aiohttp.ClientError, OSError) as error:
                 if outage_since is None:
                     outage_since = time.monotonic()
-                    log.warning("cannot reach ARI at %s (%s); retrying", self.client.url, error)
+                    log.warning("cannot reach ARI at %s (%s); retrying",
+                                safe_url(self.client.url), error)  # fmt: skip
                 await _sleep_or_stop(stop, backoff.next())
                 continue
             backoff.reset()
             if outage_since is not None:
                 log.info("ARI back after %.1f s offline", time.monotonic() - outage_since)
                 outage_since = None
-            log.info("connected to ARI at %s as app %r", self.client.url, self.client.app)
+            log.info("connected to ARI at %s as app %r", safe_url(self.client.url), self.client.app)
             self.connected.set()
             metrics.ARI_CONNECTED.set(1)
             try:

@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import resource
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from callgate.scrub_workers import ScrubWorkers
 from callgate.serving import BACKLOG
 from callgate.store import Store, StoreError
 from callgate.store.base import AppointmentRecord, LogQuery
+from callgate.throttle import INTERVAL, Throttle
 
 __all__ = ["connection_limit", "make_app", "serve"]
 
@@ -172,14 +174,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _problem(400, "gone", "the connection was closed")
     except Unreadable as error:
         return await _last(request, _problem(error.status, "unreadable", error.reason))
-    except StoreError as error:
+    except (StoreError, sqlite3.Error) as error:  # a full disk, a lock held past the wait
         metrics.STORE_ERRORS.inc()
-        log.error("store error: %s", error)
+        if _STORE_FAILURES.due(type(error).__name__):
+            log.error("store error: %s", _first_line(error))
         return _problem(503, "store_unavailable", "the store cannot answer; try again")
     except web.HTTPException as error:
         if error.status >= 400:
             return _problem(error.status, "http", error.reason)
         raise
+
+
+# An outage fails every request alike: its first error at once, then a count.
+_STORE_FAILURES: Throttle[str] = Throttle(
+    lambda kind, count: log.error("store error (%s): %d more within %g s", kind, count, INTERVAL)
+)
 
 
 async def _last(request: web.Request, response: web.Response) -> web.Response:
@@ -434,6 +443,9 @@ async def _chunks(request: web.Request, stall: float) -> AsyncIterator[bytes]:
         if not chunk:
             return
         yield chunk
+        # A compressed body may come out of the buffer without a wait: let the other
+        # requests (a call's check, /healthz) run between two chunks.
+        await asyncio.sleep(0)
 
 
 async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -36,7 +36,7 @@ from callgate.cli_format import (
     opposition_json,
     render_decision,
 )
-from callgate.cli_log import add_log_parser, verifies_an_export, verify_export
+from callgate.cli_log import LogUsageError, add_log_parser, verifies_an_export, verify_export
 from callgate.collector import tune_collector
 from callgate.config import (
     Config,
@@ -69,10 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_texts(args)
         return asyncio.run(_dispatch(args))
-    except (UsageError, ConfigError, StoreError, inputs.InvalidInput) as error:
+    except (UsageError, LogUsageError, ConfigError, StoreError, inputs.InvalidInput) as error:
         return _fail(str(error))
     except sqlite3.Error as error:  # a file damaged past its schema fails on a later read
         return _fail(f"the store failed: {error}")
+    except OSError as error:  # an output file that cannot be written (a full disk, /dev/full)
+        where = f"{error.filename}: " if error.filename else ""
+        return _fail(f"{where}{error.strerror or error}")
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # the last net: a message, not a traceback

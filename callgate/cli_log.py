@@ -35,7 +35,9 @@ from callgate.store import Store
 from callgate.store.base import LogQuery
 from callgate.timeparse import DEFAULT_ZONE
 
-__all__ = ["add_log_parser", "verifies_an_export", "verify_chain", "verify_export"]
+__all__ = [
+    "LogUsageError", "add_log_parser", "verifies_an_export", "verify_chain", "verify_export",
+]  # fmt: skip
 
 EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
 _BATCH = 5000

@@ -9,6 +9,7 @@ that the callee sees what the company could show a regulator.
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 import unicodedata
 from dataclasses import dataclass
@@ -201,7 +202,7 @@ async def consent_receipt(
     elif fmt == "html":
         body = _render_html(document).encode()
     else:
-        body = _render_pdf(document, now)
+        body = await asyncio.to_thread(_render_pdf, document, now)  # seconds for many
     return body, MEDIA_TYPES[fmt]
 
 

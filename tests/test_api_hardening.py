@@ -781,3 +781,23 @@ async def test_a_scrub_whose_reader_stops_reading_is_cut_after_stall_timeout(sto
         assert time.monotonic() - started < 20
         writer.close()
         _no_traceback(caplog)
+
+
+async def test_a_store_that_fails_mid_request_is_503_and_a_few_lines(store, client, caplog):
+    """A full disk or a lock held past the busy wait raises sqlite3's own errors on the
+    write path: each request gets a JSON 503, and the outage is a line, not a traceback
+    per request."""
+    import sqlite3
+
+    async def full(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store.record_decision = full
+    caplog.set_level(logging.INFO)
+    body = {"from": "0948000001", "to": "0612345678", "at": "2026-11-23T11:00:00+01:00"}
+    for _ in range(50):
+        reply = await client.post("/v1/check", json=body, headers=AUTH)
+        problem = await _problem(reply, 503)
+        assert problem["error"] == "store_unavailable"
+    assert "Traceback" not in caplog.text
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) <= 2

@@ -309,3 +309,28 @@ def test_a_file_without_line_breaks_is_read_in_bounded_memory(tmp_path):
     summary, peak = ran.stdout.strip().splitlines()
     assert "2 lines, 1 numbers" in summary and "1 rejected (1 unreadable)" in summary
     assert int(peak) < 150 * 1024, f"{int(peak) // 1024} MB to read a 100 MB line"
+
+
+@pytest.mark.parametrize("command", [("db", "migrate"), ("doctor",)])
+def test_a_fifo_as_the_store_of_a_command_that_reads_it_first_is_refused_at_once(
+    tmp_path, command
+):  # fmt: skip
+    """`db migrate` and the doctor read the store's version before opening it."""
+    fifo = tmp_path / "store.db"
+    os.mkfifo(fifo)
+    ran = callgate(*command, cwd=tmp_path, db=fifo)
+    assert ran.status is not None, "blocked on the FIFO"
+    assert "not a regular file" in ran.stderr + ran.stdout
+    assert "Traceback" not in ran.stderr
+
+
+@pytest.mark.parametrize("target", ["missing.jsonl", "."])
+def test_log_verify_of_a_file_that_cannot_be_read_is_one_line(tmp_path, target):
+    ran = callgate("log", "verify", str(tmp_path / target), cwd=tmp_path, db=tmp_path / "x.db")
+    assert_one_line_error(ran)
+
+
+def test_an_export_to_a_full_device_is_one_line(tmp_path):
+    callgate(*CHECK, "--record", cwd=tmp_path, db=tmp_path / "x.db")
+    ran = callgate("log", "export", "-o", "/dev/full", cwd=tmp_path, db=tmp_path / "x.db")
+    assert_one_line_error(ran)

@@ -228,6 +228,8 @@ async def test_read_only_on_postgresql_migrates_nothing_and_checks_the_schema(po
         ("/var/lib/callgate/callgate.db", "/var/lib/callgate/callgate.db"),
         ("postgresql://h/db?Password=secret", "postgresql://h/db?Password=***"),
         ("postgresql://h/db?x=1&sslpassword=secret", "postgresql://h/db?x=1&sslpassword=***"),
+        ("postgresql://h/db?%70assword=secret", "postgresql://h/db?%70assword=***"),
+        ("http://127.0.0.1:8088?api_key=user:secret&x=1", "http://127.0.0.1:8088?api_key=***&x=1"),
     ],
 )
 def test_safe_url_hides_passwords(url, masked):

@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from callgate.store.base import (
     ConsentRecord,
@@ -96,6 +97,8 @@ async def stored_row_counts(url: str, tables: Iterable[str]) -> dict[str, int]:
 @contextlib.contextmanager
 def _sqlite_read_only(path: str) -> Iterator[sqlite3.Connection]:
     """The file opened read-only: reading a store must never create or migrate it."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block the open
+        raise StoreError(f"cannot read the store {path}: not a regular file")
     try:
         with contextlib.closing(
             sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
@@ -146,8 +149,17 @@ def safe_url(url: str) -> str:
     """A store URL fit for a message or a log: any password in it replaced."""
     # Up to the last "@": a password with an unescaped "@" in it is masked whole.
     url = re.sub(r"://([^:/@]*):.*@", r"://\1:***@", url)
-    # Any query parameter naming a password (password, sslpassword...), in any case.
-    return re.sub(r"(?i)([?&][^=&]*password=)[^&]*", r"\1***", url)
+    return re.sub(r"([?&])([^=&]*)=([^&]*)", _masked_parameter, url)
+
+
+# Query parameters that carry a secret: password, sslpassword, ARI's api_key, a token...
+_SECRET_NAME = re.compile(r"pass|key|token|secret", re.IGNORECASE)
+
+
+def _masked_parameter(match: re.Match[str]) -> str:
+    mark, name, value = match.groups()
+    secret = _SECRET_NAME.search(unquote(name))  # %70assword is password too
+    return f"{mark}{name}={'***' if secret else value}"
 
 
 def schema_mismatch(version: int, newest: int) -> str | None:
