@@ -17,7 +17,6 @@ import functools
 import logging
 import re
 import reprlib
-import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,7 +28,7 @@ from typing import Any
 from panoramisk.fast_agi import Request
 from panoramisk.utils import parse_agi_result
 
-from callgate import inputs, metrics
+from callgate import inputs, metrics, serving
 from callgate.config import Config
 from callgate.dialplan import RESULT_VARIABLE, encode_result, unusable_call
 from callgate.gate import CallDecider, gate_error, log_line
@@ -645,16 +644,6 @@ async def _listen(host: str, port: int) -> list[socket.socket]:
 
 
 def _fitting(connections: int) -> int:
-    """agi.max_connections, lowered (and said so) to fit under the open-file limit: else
-    a flood would run out of descriptors before it reaches the cap."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return connections
-    room = max(1, soft - OVERFLOW_ANSWERS - FILE_RESERVE)
-    if connections <= room:
-        return connections
-    log.warning(
-        "agi.max_connections lowered from %d to %d to fit the open-file limit (%d);"
-        " raise LimitNOFILE to serve more", connections, room, soft,
-    )  # fmt: skip
-    return room
+    """agi.max_connections, fitted under the open-file limit: else a flood would run out of
+    descriptors before it reaches the cap."""
+    return serving.fitted("agi.max_connections", connections, OVERFLOW_ANSWERS + FILE_RESERVE)

@@ -14,7 +14,6 @@ import contextlib
 import hmac
 import json
 import logging
-import resource
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -132,18 +131,10 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
 
 
 def connection_limit(wanted: int, scrub_workers: int = 0) -> int:
-    """``wanted`` connections at most, lowered so that they fit under the process's limit on
-    open files with room to spare: past it, accept() fails and nothing is answered."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return wanted
-    room = max(soft - SPARE_FILES - BACKLOG - FILES_PER_WORKER * scrub_workers, 1)
-    if wanted > room:
-        log.warning(
-            "api.max_connections = %d lowered to %d: the process may open %d files"
-            " (raise LimitNOFILE or ulimit -n)", wanted, room, soft,
-        )  # fmt: skip
-    return min(wanted, room)
+    """``wanted`` connections at most, fitted under the open-file limit with room for the
+    store, the backlog and the scrub workers' pipes."""
+    reserve = SPARE_FILES + BACKLOG + FILES_PER_WORKER * scrub_workers
+    return serving.fitted("api.max_connections", wanted, reserve)
 
 
 # ---------------------------------------------------------------- middlewares
@@ -416,15 +407,18 @@ async def _send(
     response: web.StreamResponse, results: AsyncIterator[dict[str, Any]], stall: float
 ) -> None:
     chunk: list[str] = []
+
+    async def write() -> None:
+        async with asyncio.timeout(stall):  # a reader that stops reading holds a scrub
+            await response.write(("\n".join(chunk) + "\n").encode())
+        chunk.clear()
+
     async for result in results:
         chunk.append(json.dumps(result, ensure_ascii=False))
         if len(chunk) >= 500:
-            async with asyncio.timeout(stall):  # a reader that stops reading holds a scrub
-                await response.write(("\n".join(chunk) + "\n").encode())
-            chunk = []
+            await write()
     if chunk:
-        async with asyncio.timeout(stall):
-            await response.write(("\n".join(chunk) + "\n").encode())
+        await write()
 
 
 async def _chunks(request: web.Request, stall: float) -> AsyncIterator[bytes]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,13 +75,17 @@ async def list_entries(chunks: AsyncIterable[bytes], limit: int = MAX_LINE) -> A
     number (DEST_INVALID); the cost stays linear whatever the input."""
     lines = _Lines(limit)
     too_long = f"(a line longer than {limit} bytes)"
-    async for chunk in chunks:
-        for line in lines.feed(chunk):
+
+    def entries(read: list[bytes | None]) -> Iterator[str]:
+        for line in read:
             if entry := too_long if line is None else _entry(line):
                 yield entry
-    for line in lines.end():
-        if entry := too_long if line is None else _entry(line):
+
+    async for chunk in chunks:
+        for entry in entries(lines.feed(chunk)):
             yield entry
+    for entry in entries(lines.end()):
+        yield entry
 
 
 class _Lines:

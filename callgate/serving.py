@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from callgate.throttle import Throttle
 
-__all__ = ["BACKLOG", "BUSY", "Flood", "serve"]
+__all__ = ["BACKLOG", "BUSY", "Flood", "fitted", "serve"]
 
 log = logging.getLogger("callgate.serving")
 
@@ -48,6 +49,22 @@ async def serve(
         raise
     _quiet_accept_errors(asyncio.get_running_loop())
     return runner
+
+
+def fitted(key: str, wanted: int, reserve: int) -> int:
+    """``wanted`` connections at most, lowered (and said so) to fit under the process's
+    open-file limit less ``reserve`` files for the rest: past it, accept() fails and
+    nothing is answered, before the cap is ever reached."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    room = max(soft - reserve, 1)
+    if wanted > room:
+        log.warning(
+            "%s = %d lowered to %d to fit the open-file limit (%d): raise LimitNOFILE"
+            " or ulimit -n to serve more", key, wanted, room, soft,
+        )  # fmt: skip
+    return min(wanted, room)
 
 
 @web.middleware

@@ -506,7 +506,7 @@ async def test_accept_failures_are_logged_once_per_interval(served, caplog):
 
 
 def test_the_connection_cap_fits_under_the_file_limit(monkeypatch, caplog):
-    monkeypatch.setattr(api.resource, "getrlimit", lambda _: (1024, 1024))
+    monkeypatch.setattr(serving.resource, "getrlimit", lambda _: (1024, 1024))
     assert api.connection_limit(512) == 512
     lowered = api.connection_limit(100_000, scrub_workers=4)
     assert 512 < lowered < 1024
