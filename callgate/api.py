@@ -2,7 +2,9 @@
 
 Each handler parses its input, calls one function of the core or the store, and answers
 JSON. Bad input is 400 (not JSON) or 422 (a value that cannot be used), with a body that
-names the field. Every endpoint but /healthz needs the bearer token. `serve` runs the app
+names the field. Every endpoint but /healthz needs a bearer token with the scope the call
+needs: ``read`` for a GET, ``write`` for a POST (admin has both). The console under
+/console/ takes a session instead (callgate.console.access). `serve` runs the app
 within the [api] limits: idle connections closed, open connections capped, a stalled body
 given up.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import sqlite3
@@ -45,6 +46,7 @@ from callgate.serving import BACKLOG
 from callgate.store import Store, StoreError
 from callgate.store.base import AppointmentRecord, LogQuery
 from callgate.throttle import INTERVAL, Throttle
+from callgate.tokens import Tokens
 
 __all__ = ["connection_limit", "make_app", "serve"]
 
@@ -53,12 +55,13 @@ log = logging.getLogger("callgate.api")
 Health = tuple[dict[str, str], int]
 STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
-TOKEN: web.AppKey[str] = web.AppKey("token", str)
+TOKENS: web.AppKey[Tokens] = web.AppKey("tokens", Tokens)
 SCRUB_WORKERS: web.AppKey[ScrubWorkers | None] = web.AppKey("scrub_workers")
 HEALTH: web.AppKey[Cached[Health]] = web.AppKey("health")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OPEN_PATHS = frozenset({"/healthz"})
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})  # every other method writes
 MAX_BODY = 1024**2  # bytes of a JSON body
 # Integers a client may give (a page's ``after``): what the store's 64-bit columns hold.
 MAX_INTEGER = 2**63 - 1
@@ -86,10 +89,17 @@ class Unreadable(Exception):
 
 
 def make_app(
-    store: Store, config: Config, token: str, scrub_workers: ScrubWorkers | None = None
+    store: Store,
+    config: Config,
+    tokens: Tokens | str,
+    scrub_workers: ScrubWorkers | None = None,
 ) -> web.Application:
+    """The API and the console. ``tokens`` as a string is one admin token."""
+    from callgate import console
+
     app = web.Application(middlewares=[_errors, _bearer], client_max_size=MAX_BODY)
-    app[STORE], app[CONFIG], app[TOKEN] = store, config, token
+    app[STORE], app[CONFIG] = store, config
+    app[TOKENS] = Tokens.admin(tokens) if isinstance(tokens, str) else tokens
     app[SCRUB_WORKERS] = scrub_workers
     app[HEALTH] = Cached(lambda: _health(store, config))
     app.router.add_get("/healthz", healthz)
@@ -112,6 +122,7 @@ def make_app(
     app.router.add_post("/v1/optouts", optouts_add)
     app.router.add_post("/v1/optouts/remove", optouts_remove)
     app.router.add_get("/v1/decisions", decisions)
+    console.setup(app)
     return app
 
 
@@ -142,13 +153,17 @@ def connection_limit(wanted: int, scrub_workers: int = 0) -> int:
 
 @web.middleware
 async def _bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path not in _OPEN_PATHS:
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {request.app[TOKEN]}"
-        # Header bytes that are not UTF-8 arrive as surrogates; "surrogatepass" encodes
-        # any text, and such a header never equals the (UTF-8) token.
-        if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
-            return _problem(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' is needed")
+    path = request.path
+    if path in _OPEN_PATHS or path == "/console" or path.startswith("/console/"):
+        return await handler(request)  # the console checks its own sessions
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Header bytes that are not UTF-8 arrive as surrogates, which no (ASCII) token equals.
+    scopes = request.app[TOKENS].scopes_of(given) if scheme == "Bearer" else None
+    if scopes is None:
+        return _problem(401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' is needed")
+    needed = "read" if request.method in _READS else "write"
+    if needed not in scopes:
+        return _problem(403, "forbidden", f"this token lacks the {needed!r} scope")
     return await handler(request)
 
 

@@ -735,11 +735,11 @@ async def _api(args: argparse.Namespace, config: Config, store: Store) -> int:
 
     _service_logging(args.log_level)
     host, port = _host_port(args.bind or config.api.bind, "--bind")
-    token = config.api.token()
+    tokens = config.api.tokens()
     workers = await _scrub_workers(args, config)
     try:
         try:
-            runner = await serve(make_app(store, config, token, workers), host, port)
+            runner = await serve(make_app(store, config, tokens, workers), host, port)
         except OSError as error:
             raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
         logging.getLogger("callgate").info("callgate api listening on http://%s:%d", host, port)

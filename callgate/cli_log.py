@@ -16,7 +16,7 @@ import asyncio
 import csv
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,7 +110,7 @@ def _query(args: argparse.Namespace) -> LogQuery:
     )  # fmt: skip
 
 
-async def _batches(store: Store, query: LogQuery) -> Any:
+async def log_batches(store: Store, query: LogQuery) -> AsyncIterator[dict[str, Any]]:
     """Every matching entry, oldest first, a batch at a time."""
     after = 0
     while True:
@@ -232,7 +232,7 @@ async def _stats(args: argparse.Namespace, config: Config, store: Store) -> int:
 # ---------------------------------------------------------------- explain, replay
 
 
-async def _rejudge(entry: dict[str, Any], config: Config, store: Store) -> Any:
+async def rejudge(entry: dict[str, Any], config: Config, store: Store) -> Any:
     """The entry's call judged again: its inputs, the facts known then, today's rules."""
     at = datetime.fromisoformat(entry["at"])
     request = resolve_request(
@@ -259,7 +259,7 @@ async def _explain(args: argparse.Namespace, config: Config, store: Store) -> in
     entry = await store.log_entry(args.target)
     if entry is None:
         raise LogUsageError(f"no decision {args.target!r} in the log (a full id, or 8 characters)")
-    evaluation = await _rejudge(entry, config, store)
+    evaluation = await rejudge(entry, config, store)
     if args.json:
         print(json.dumps({"entry": entry, "rules": [
             {"rule": o.rule, "checks": o.checks, "applies": o.applies,
@@ -306,11 +306,11 @@ async def _replay(args: argparse.Namespace, config: Config, store: Store) -> int
     if args.since is None:
         raise LogUsageError("log replay needs --since DATE")
     changed = checked = 0
-    async for entry in _batches(store, _query(args)):
+    async for entry in log_batches(store, _query(args)):
         if entry["kind"] != "call" or any(r["code"] in GATE_CODES for r in entry["reasons"]):
             continue
         checked += 1
-        evaluation = await _rejudge(entry, config, store)
+        evaluation = await rejudge(entry, config, store)
         before = {r["code"] for r in entry["reasons"] if r["blocking"]}
         after = {r.code for r in evaluation.reasons if r.blocking}
         if before != after:
@@ -340,18 +340,29 @@ def _open_output(name: str | None) -> AbstractContextManager[TextIO]:
 async def _export(args: argparse.Namespace, config: Config, store: Store) -> int:
     count = 0
     with _open_output(args.output) as out:
-        async for entry in _batches(store, _query(args)):
-            if count == 0 and entry["seq"] > 1:
-                # Where this extract joins the chain, so that it verifies on its own.
-                anchor = {"seq": entry["seq"] - 1, "hash": entry["prev_hash"]}
-                out.write(json.dumps({"anchor": anchor}) + "\n")
-            line = pseudonymise(entry) if args.pseudonymise else entry
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
-            count += 1
-            if count % 100_000 == 0:
-                print(f"  {count:,} entries exported...", file=sys.stderr)
+        async for line in export_lines(store, _query(args), pseudonymised=args.pseudonymise):
+            out.write(line)
+            if not line.startswith('{"anchor"'):
+                count += 1
+                if count % 100_000 == 0:
+                    print(f"  {count:,} entries exported...", file=sys.stderr)
     print(f"exported {count:,} decisions", file=sys.stderr)
     return EXIT_OK
+
+
+async def export_lines(
+    store: Store, query: LogQuery, *, pseudonymised: bool
+) -> AsyncIterator[str]:
+    """An extract of the log as JSON lines that verifies on its own: where it joins the
+    chain first, when it does not start at the log's first entry."""
+    first = True
+    async for entry in log_batches(store, query):
+        if first and entry["seq"] > 1:
+            anchor = {"seq": entry["seq"] - 1, "hash": entry["prev_hash"]}
+            yield json.dumps({"anchor": anchor}) + "\n"
+        first = False
+        line = pseudonymise(entry) if pseudonymised else entry
+        yield json.dumps(line, ensure_ascii=False) + "\n"
 
 
 def verifies_an_export(args: argparse.Namespace) -> bool:
@@ -389,7 +400,7 @@ def _verdict(verifier: ChainVerifier, broken: ChainBreak | None, source: str) ->
 async def verify_chain(store: Store) -> tuple[ChainVerifier, ChainBreak | None]:
     """Walk the store's decision log from its anchor; the first break, if any."""
     verifier = ChainVerifier(await store.log_anchor())
-    async for entry in _batches(store, LogQuery()):
+    async for entry in log_batches(store, LogQuery()):
         broken = verifier.feed(entry)
         if broken:
             return verifier, broken

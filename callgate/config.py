@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callgate.model import Purpose
 from callgate.numbering import (
@@ -22,6 +22,9 @@ from callgate.numbering import (
     Territory,
     parse_number,
 )
+
+if TYPE_CHECKING:
+    from callgate.tokens import Tokens
 
 __all__ = [
     "DEFAULT_EMERGENCY_NUMBERS",
@@ -123,6 +126,10 @@ class ApiSettings:
     max_connections: int = 512
     idle_timeout: float = 15.0  # seconds a connection may wait for a request's headers
     stall_timeout: float = 30.0  # seconds a request's body, or a scrub's reader, may stall
+    tokens_file: str | None = None  # one "scope[,scope...] token" per line
+    session_minutes: int = 480  # a console login lasts this long, whatever is done meanwhile
+    # Marks the console's cookies Secure behind a TLS proxy (under direct TLS they are).
+    secure_cookies: bool = False
 
     def token(self) -> str:
         """The API's bearer token, from $CALLGATE_API_TOKEN or ``token_file``."""
@@ -130,6 +137,22 @@ class ApiSettings:
         if len(token) < 16:
             raise ConfigError("api.token_file: the token must be 16 characters or more")
         return token
+
+    def tokens(self) -> Tokens:
+        """Every token the API takes: ``tokens_file``'s, and the single admin token of
+        $CALLGATE_API_TOKEN or ``token_file`` when set."""
+        from callgate.tokens import read_tokens_file, tokens_of
+
+        single = None
+        if os.environ.get("CALLGATE_API_TOKEN") or self.token_file:
+            single = self.token()
+        entries = read_tokens_file(self.tokens_file) if self.tokens_file else []
+        if single is None and not entries:
+            where = "api.tokens_file has no token" if self.tokens_file else "no token"
+            raise ConfigError(
+                f"api: {where}; set api.tokens_file, api.token_file or $CALLGATE_API_TOKEN"
+            )
+        return tokens_of(entries, single)
 
 
 def read_secret(variable: str, path: str | None, key: str) -> str:
@@ -200,6 +223,8 @@ LIMITS: dict[str, tuple[int | float, int | float, str]] = {
     "api.max_connections": (1, 1_000_000, ""),
     "api.idle_timeout": (1.0, 3600.0, " seconds"),
     "api.stall_timeout": (1.0, 3600.0, " seconds"),
+    # A console login: five minutes to a week.
+    "api.session_minutes": (5, 10_080, " minutes"),
     "log.retention_days": (1, 3650, " days"),
 }
 
@@ -352,6 +377,7 @@ def _api(table: Mapping[str, Any]) -> ApiSettings:
     p, default = "api.", ApiSettings()
     keys = {
         "bind", "token_file", "scrub_workers", "max_connections", "idle_timeout", "stall_timeout",
+        "tokens_file", "session_minutes", "secure_cookies",
     }  # fmt: skip
     _no_unknown_keys(table, keys, p)
     bind = _get(table, "bind", str, p, default.bind)
@@ -363,6 +389,9 @@ def _api(table: Mapping[str, Any]) -> ApiSettings:
         max_connections=_bounded(table, "max_connections", p, default.max_connections),
         idle_timeout=_bounded(table, "idle_timeout", p, default.idle_timeout),
         stall_timeout=_bounded(table, "stall_timeout", p, default.stall_timeout),
+        tokens_file=_get(table, "tokens_file", str, p, None),
+        session_minutes=_bounded(table, "session_minutes", p, default.session_minutes),
+        secure_cookies=_get(table, "secure_cookies", bool, p, default.secure_cookies),
     )  # fmt: skip
 
 

@@ -1,0 +1,150 @@
+"""The audit page: the chain's state and a verification on demand, an export of a period
+as `callgate log export` writes it, the retention setting and, for an admin, the purge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from callgate.api import CONFIG, STORE
+from callgate.cli_log import export_lines
+from callgate.console import chainstate
+from callgate.console.chainstate import CHAIN
+from callgate.console.render import language, render
+from callgate.inputs import InvalidInput, instant
+from callgate.store.base import LogQuery, StoreError
+
+__all__ = ["routes", "start", "stop"]
+
+log = logging.getLogger("callgate.console")
+
+routes = web.RouteTableDef()
+
+AUDIT = "/console/audit"
+CHUNK = 1 << 16  # bytes of export written at once
+
+
+async def start(app: web.Application) -> None:
+    """The chain watch starts with the app: the chain is verified in the background."""
+    await chainstate.start(app)
+
+
+async def stop(app: web.Application) -> None:
+    await chainstate.stop(app)
+
+
+@routes.get(AUDIT)
+async def audit_page(request: web.Request) -> web.Response:
+    return await _page(request)
+
+
+@routes.post(AUDIT + "/verify")
+async def verify(request: web.Request) -> web.StreamResponse:
+    """Starts a verification of the whole chain; the page follows its progress."""
+    await request.app[CHAIN].verify_now()
+    raise web.HTTPSeeOther(AUDIT)
+
+
+@routes.get(AUDIT + "/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    """A period of the log as JSON lines that verify on their own, as a download."""
+    try:
+        since = _instant(request, "from")
+        until = _instant(request, "to")
+    except InvalidInput as error:
+        return await _page(request, export_error=error, status=400)
+    pseudonymised = request.query.get("pseudonymise") in ("1", "on", "true")
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/x-ndjson; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{_file_name(since, until, pseudonymised)}"',
+    })  # fmt: skip
+    await response.prepare(request)
+    query = LogQuery(since=since, until=until)
+    try:
+        await _send(response, export_lines(request.app[STORE], query, pseudonymised=pseudonymised))
+    except ConnectionError:
+        return response  # the download was cancelled
+    except StoreError as error:
+        # The answer has begun: cut it short, so that the file is seen to be incomplete.
+        log.warning("console export stopped: %s", (str(error).splitlines() or ["?"])[0])
+        request.protocol.force_close()
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _send(response: web.StreamResponse, lines: AsyncIterator[str]) -> None:
+    """The lines, a chunk at a time: the log is never held whole."""
+    chunk: list[str] = []
+    size = 0
+    async for line in lines:
+        chunk.append(line)
+        size += len(line)
+        if size >= CHUNK:
+            await response.write("".join(chunk).encode())
+            chunk, size = [], 0
+    if chunk:
+        await response.write("".join(chunk).encode())
+
+
+@routes.post(AUDIT + "/purge")
+async def purge(request: web.Request) -> web.StreamResponse:
+    """Purges the log per ``[log] retention_days``, as `callgate log purge` does."""
+    if "admin" not in request["session"].scopes:
+        message = _tr(request, "Seul un jeton admin peut purger le journal.",
+                      "Only an admin token may purge the log.")  # fmt: skip
+        return render(request, "console/error.html", {"status": 403, "message": message}, 403)
+    days = request.app[CONFIG].log.retention_days
+    if days is None:
+        return await _page(request, purge_error=True, status=409)
+    now = datetime.now(UTC)
+    before = now - timedelta(days=days)
+    count = await request.app[STORE].purge_log(before, now)
+    raise web.HTTPSeeOther(f"{AUDIT}?" + urlencode({"purged": count}))
+
+
+async def _page(
+    request: web.Request, *, export_error: InvalidInput | None = None,
+    purge_error: bool = False, status: int = 200,
+) -> web.Response:  # fmt: skip
+    state = request.app[CHAIN].state()
+    purged = request.query.get("purged", "")
+    return render(request, "console/audit.html", {
+        "chain": state,
+        "percent": _percent(state.progress),
+        "retention_days": request.app[CONFIG].log.retention_days,
+        "last_purge": await request.app[STORE].last_purge(),
+        "is_admin": "admin" in request["session"].scopes,
+        "purged": int(purged) if purged.isascii() and purged.isdigit() else None,
+        "export_error": export_error,
+        "purge_error": purge_error,
+        "form": {name: request.query.get(name, "") for name in ("from", "to")},
+        "pseudonymise": request.query.get("pseudonymise") in ("1", "on", "true"),
+    }, status)  # fmt: skip
+
+
+def _instant(request: web.Request, field: str) -> datetime | None:
+    text = request.query.get(field, "").strip()
+    return instant(text, field) if text else None
+
+
+def _percent(progress: tuple[int, int] | None) -> int:
+    if not progress or not progress[1]:
+        return 0
+    return min(100, progress[0] * 100 // progress[1])
+
+
+def _file_name(since: datetime | None, until: datetime | None, pseudonymised: bool) -> str:
+    def day(value: datetime | None, default: str) -> str:
+        return value.strftime("%Y%m%dT%H%M") if value else default
+
+    name = f"callgate-log-{day(since, 'start')}-{day(until, 'now')}"
+    return name + ("-pseudonymised" if pseudonymised else "") + ".jsonl"
+
+
+def _tr(request: web.Request, french: str, english: str) -> str:
+    return english if language(request) == "en" else french

@@ -1,0 +1,199 @@
+"""The console's list scrub: upload, summary, download, on both stores; jobs private to
+their session; uploads bounded; a long list streamed."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+import time
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from builders import a_config, paris
+from test_console_callees import console_login
+
+from callgate.api import make_app
+from callgate.console import scrub as scrub_page
+from callgate.console.scrub import SCRUBS
+from callgate.model import Consent, ConsentScope, Purpose
+from callgate.scrub import scrub
+
+TOKEN = "a-test-token-of-32-characters-xx"
+NOW = paris(2026, 11, 23, 11, 0)  # a Monday, in the opt-in regime
+CONSENTED, COOLING, LISTED, BARE = "0612345678", "0612345677", "0612345676", "0612345675"
+
+
+@pytest.fixture
+async def client(store, monkeypatch):
+    monkeypatch.setattr(scrub_page, "now", lambda: NOW)
+    for number in (CONSENTED, COOLING):
+        await store.add_consent("acme", "+33" + number[1:],
+                                Consent(ConsentScope.PROSPECTING, paris(2026, 9, 1)))  # fmt: skip
+    await store.add_refusal("acme", "+33" + COOLING[1:], NOW - timedelta(days=10), "test")
+    await store.add_oppositions(["+33" + LISTED[1:]], None, "bloctel", paris(2026, 10, 1))
+    async with TestClient(TestServer(make_app(store, a_config(), TOKEN))) as client:
+        client.csrf = await console_login(client)
+        yield client
+
+
+async def upload(client: TestClient, content: bytes, column: str = "", status: int = 303,
+                 purpose: str = "prospecting") -> aiohttp.ClientResponse:  # fmt: skip
+    form = aiohttp.FormData()
+    form.add_field("csrf", client.csrf)  # first: the guard reads only that part
+    form.add_field("column", column)
+    form.add_field("company", "acme")
+    form.add_field("purpose", purpose)
+    form.add_field("file", content, filename="list.csv", content_type="text/csv")
+    reply = await client.post("/console/scrub", data=form, allow_redirects=False)
+    assert reply.status == status, await reply.text()
+    return reply
+
+
+async def finished(client: TestClient, location: str, timeout: float = 30) -> str:
+    """The job's page once it is done."""
+    async with asyncio.timeout(timeout):
+        while True:
+            reply = await client.get(location)
+            assert reply.status == 200
+            html = await reply.text()
+            if 'id="scrub-progress"' not in html:
+                return html
+            assert '<meta http-equiv="refresh" content="2">' in html
+            await asyncio.sleep(0.05)
+
+
+def figure(html: str, name: str) -> int:
+    found = re.search(rf'<span class="{name}">([\d\u202f]+)</span>', html)
+    assert found, name
+    return int(found.group(1).replace("\u202f", ""))
+
+
+def reason_counts(html: str) -> dict[str, int]:
+    return {
+        code: int(count.replace("\u202f", ""))
+        for code, count in re.findall(
+            r'<tr class="reason" data-code="(\w+)">.*?<td class="num count">([\d\u202f]+)</td>',
+            html, re.S,
+        )
+    }  # fmt: skip
+
+
+async def download(client: TestClient, html: str) -> list[dict[str, str]]:
+    link = re.search(r'<a id="scrub-download"[^>]* href="([^"]+)"', html).group(1)
+    reply = await client.get(link)
+    assert reply.status == 200 and reply.content_type == "text/csv"
+    assert reply.headers["Content-Disposition"].startswith("attachment;")
+    return list(csv.DictReader(io.StringIO(await reply.text())))
+
+
+async def expected(store, numbers: list[str]) -> list[dict]:
+    """What the scrub itself says of ``numbers`` at NOW."""
+
+    async def given():
+        for number in numbers:
+            yield number
+
+    config = a_config()
+    caller = config.companies["acme"].numbers[0]
+    results = scrub(store, config, given(), caller=caller, company="acme",
+                    purpose=Purpose.PROSPECTING, now=NOW)  # fmt: skip
+    return [r async for r in results]
+
+
+CRM = (
+    "name;phone;city\n"
+    f"Martin;{CONSENTED};Lyon\n"
+    f'"Durand; Jean";{COOLING};Paris\n'
+    f"Petit;{LISTED};Nantes\n"
+    f"Roux;{BARE};Lille\n"
+    "Blanc;not a number;Brest\n"
+)
+
+
+async def test_a_csv_with_a_chosen_column(client, store):
+    reply = await upload(client, CRM.encode(), column=" Phone ")
+    html = await finished(client, reply.headers["Location"])
+    numbers = [CONSENTED, COOLING, LISTED, BARE, "not a number"]
+    judged = await expected(store, numbers)
+    refused = [r for r in judged if r["verdict"] == "reject"]
+    assert figure(html, "total-count") == 5 and figure(html, "refused-count") == len(refused) == 4
+    counts = reason_counts(html)
+    assert counts == {code: sum(code in r["reasons"] for r in refused)
+                      for r in refused for code in r["reasons"]}  # fmt: skip
+    assert counts["REFUSAL_COOLDOWN"] == 1 and counts["DEST_INVALID"] == 1
+    # The cooling one passes when its cool-down lifts, RULES-FR §3.2: D + 61 days.
+    cooling = next(r for r in judged if r["to"] == COOLING)
+    assert cooling["retry_after"] is not None
+    row = re.search(r'data-code="REFUSAL_COOLDOWN">.*?<td class="earliest">([^<]+)</td>', html,
+                    re.S).group(1)  # fmt: skip
+    assert row >= str((NOW - timedelta(days=10)).date() + timedelta(days=61))
+    rows = await download(client, html)
+    assert [(r["number"], r["verdict"], r["reasons"], r["retry_after"]) for r in rows] == [
+        (r["to"], r["verdict"], " ".join(r["reasons"]), r["retry_after"] or "") for r in judged
+    ]
+
+
+async def test_a_plain_list_with_or_without_a_header(client, store):
+    numbers = [CONSENTED, BARE, LISTED]
+    for content, column in ((numbers, ""), (["numéro", *numbers], ""), (["tel", *numbers], "TEL")):
+        reply = await upload(client, ("\r\n".join(content) + "\r\n").encode("utf-8-sig"), column)
+        html = await finished(client, reply.headers["Location"])
+        assert figure(html, "total-count") == 3
+        rows = await download(client, html)
+        assert [r["number"] for r in rows] == numbers
+        judged = await expected(store, numbers)
+        assert [r["verdict"] for r in rows] == [r["verdict"] for r in judged]
+
+
+async def test_a_first_line_with_digits_is_judged(client):
+    reply = await upload(client, b"ref 12\n0612345678\n")
+    html = await finished(client, reply.headers["Location"])
+    assert figure(html, "total-count") == 2
+    assert reason_counts(html)["DEST_INVALID"] == 1
+
+
+async def test_an_unknown_column_is_named(client):
+    reply = await upload(client, CRM.encode(), column="mobile")
+    html = await finished(client, reply.headers["Location"])
+    assert "mobile" in html and "phone" in html and 'role="alert"' in html
+    assert 'id="scrub-download"' not in html
+
+
+async def test_another_session_cannot_see_the_job(client):
+    reply = await upload(client, CRM.encode(), column="phone")
+    location = reply.headers["Location"]
+    await finished(client, location)
+    client.session.cookie_jar.clear()
+    client.csrf = await console_login(client)
+    assert (await client.get(location)).status == 404
+    assert (await client.get(location + "/download")).status == 404
+
+
+async def test_an_oversize_upload_is_refused(client):
+    client.app[SCRUBS].max_upload = 1000
+    reply = await upload(client, b"0612345678\n" * 200, status=413)
+    assert 'role="alert"' in await reply.text()
+    assert not client.app[SCRUBS].jobs
+    assert not list(client.app[SCRUBS].folder.iterdir())  # the part received is gone
+
+
+async def test_the_upload_needs_the_csrf_token(client):
+    form = aiohttp.FormData()
+    form.add_field("file", b"0612345678\n", filename="list.csv")
+    reply = await client.post("/console/scrub", data=form)
+    assert reply.status == 403
+
+
+async def test_a_list_of_100_000_lines_completes(client):
+    lines = "".join(f"06{n:08d}\n" for n in range(100_000)).encode()
+    started = time.perf_counter()
+    reply = await upload(client, lines)
+    html = await finished(client, reply.headers["Location"], timeout=60)
+    assert figure(html, "total-count") == 100_000
+    assert time.perf_counter() - started < 30
+    rows = await download(client, html)
+    assert len(rows) == 100_000 and rows[-1]["number"] == "0600099999"
