@@ -37,6 +37,8 @@ from callgate.cli_format import (
     opposition_json,
 )
 from callgate.config import Config, ConfigError
+from callgate.console.access import is_console
+from callgate.console.render import error_page
 from callgate.gate import check_call
 from callgate.health import PROBE_SECONDS, Cached, health_body, metrics_text, store_state
 from callgate.model import CallRequest, ConsentScope, Contract, Purpose
@@ -184,8 +186,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.STORE_ERRORS.inc()
         if _STORE_FAILURES.due(type(error).__name__):
             log.error("store error: %s", _first_line(error))
+        if is_console(request.path):
+            return error_page(request, 503)
         return _problem(503, "store_unavailable", "the store cannot answer; try again")
     except web.HTTPException as error:
+        if error.status >= 400 and is_console(request.path):
+            return error_page(request, error.status)
         if error.status >= 400:
             return _problem(error.status, "http", error.reason)
         raise

@@ -14,7 +14,7 @@ from aiohttp import web
 from callgate.console.labels import reason_label
 from callgate.timeparse import DEFAULT_ZONE
 
-__all__ = ["LANGS", "language", "localtime", "number", "paris", "render"]
+__all__ = ["LANGS", "error_page", "language", "localtime", "number", "paris", "render"]
 
 LANGS = ("fr", "en")
 LANG_COOKIE = "callgate_lang"
@@ -38,6 +38,19 @@ def render(
             LANG_COOKIE, lang, max_age=YEAR, path="/console", httponly=True, samesite="Strict"
         )
     return response
+
+
+def error_page(request: web.Request, status: int) -> web.Response:
+    """A console page for an HTTP error no handler rendered itself (a path that matches no
+    page, a method a page does not take)."""
+    tr = _translator(language(request))
+    messages = {
+        404: tr("Cette page n'existe pas.", "There is no such page."),
+        405: tr("Cette page ne prend pas cette méthode.", "This page does not take this method."),
+        503: tr("Le stockage ne répond pas ; réessayez.", "The store does not answer; try again."),
+    }
+    message = messages.get(status, tr("La demande n'a pas abouti.", "The request failed."))
+    return render(request, "console/error.html", {"status": status, "message": message}, status)
 
 
 def language(request: web.Request) -> str:
