@@ -36,6 +36,7 @@ bench: deps $(BIN)/callgate
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.capacity
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.optout_import
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.scrub
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.console
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load --plot docs/load.png
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.soak --plot docs/soak.png
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile

@@ -14,6 +14,7 @@ from builders import a_config, a_request, paris
 from callgate.cli_log import verify_chain
 from callgate.gate import check_call
 from callgate.store import open_store, stored_schema_version
+from callgate.store.base import LogQuery
 from callgate.upgrade import migrate_store, report_lines
 
 FIXTURES = Path(__file__).parent / "fixtures" / "previous-release"
@@ -42,10 +43,10 @@ def previous_store(request, tmp_path) -> str:
 async def test_a_previous_release_store_migrates_with_nothing_lost(previous_store):
     assert await stored_schema_version(previous_store) == 2
     report = await migrate_store(previous_store)
-    assert (report.from_version, report.to_version) == (2, 3)
+    assert (report.from_version, report.to_version) == (2, 4)
     assert report.before == report.after == EXPECTED
     assert report.ok and report.entries == 5  # what the purge left, after its anchor
-    assert "store migrated from schema version 2 to 3" in report_lines(report)
+    assert "store migrated from schema version 2 to 4" in report_lines(report)
 
     store = await open_store(previous_store)
     try:
@@ -56,6 +57,10 @@ async def test_a_previous_release_store_migrates_with_nothing_lost(previous_stor
         assert kept.given_by == "Jeanne Martin"
         assert kept.channel is None and kept.collected_by is None and kept.revoked_how is None
         assert consents[("+33612345679", "prospecting")].revoked_at == paris(2026, 10, 1)
+        # The console's hourly counts were filled from the decisions the purge left.
+        counted = await store.decision_counts(paris(2000, 1, 1), paris(2100, 1, 1), ())
+        calls = [e for e in await store.log_entries(LogQuery()) if e["kind"] == "call"]
+        assert calls and counted == [(len(calls),)]
         removed = [e async for e in store.oppositions("+33612345671", None)]
         assert removed[0].removed_at == paris(2026, 9, 20)
         # The old history still decides: its 4 attempts and the refusal of 2026-11-23.
@@ -69,8 +74,8 @@ async def test_a_previous_release_store_migrates_with_nothing_lost(previous_stor
         await store.close()
 
     again = await migrate_store(previous_store)
-    assert again.from_version == again.to_version == 3 and again.ok
-    assert report_lines(again)[0] == "already at schema version 3: nothing to do"
+    assert again.from_version == again.to_version == 4 and again.ok
+    assert report_lines(again)[0] == "already at schema version 4: nothing to do"
     assert again.chain_head != report.chain_head  # the entry added since
 
 
@@ -83,12 +88,12 @@ def test_db_migrate_from_the_command_line(tmp_path):
                "db", "migrate"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "store migrated from schema version 2 to 3" in done.stdout
+    assert "store migrated from schema version 2 to 4" in done.stdout
     assert "  consents: 3 -> 3" in done.stdout and "decision log verifies: 5 entries" in done.stdout
     # A new installation: the store is created at this release's schema.
     new = subprocess.run([*command[:-4], "--db", str(tmp_path / "new.db"), "db", "migrate"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert new.returncode == 0 and "store created at schema version 3" in new.stdout
+    assert new.returncode == 0 and "store created at schema version 4" in new.stdout
     nowhere = tmp_path / "no" / "such" / "folder.db"
     lost = subprocess.run([*command[:-4], "--db", str(nowhere), "db", "migrate"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip

@@ -14,6 +14,7 @@ from callgate.model import Appointment, Consent, ConsentScope, Contract, Decisio
 _log = logging.getLogger("callgate.store")
 
 __all__ = [
+    "COUNT_DIMENSIONS",
     "RECORD_TABLES",
     "WITHDRAWAL_SOURCE",
     "Abandoned",
@@ -21,6 +22,7 @@ __all__ = [
     "Batch",
     "ConsentRecord",
     "ContractRecord",
+    "Cursor",
     "LogQuery",
     "OppositionRecord",
     "Store",
@@ -135,6 +137,18 @@ class LogQuery:
         return "".join(f" AND {c}" for c in conditions), params
 
 
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A place in the newest-first decision list: (at in microseconds, seq)."""
+
+    at: int
+    seq: int
+
+
+# What decision_counts groups by.
+COUNT_DIMENSIONS = ("hour", "verdict", "company", "campaign", "reason")
+
+
 # Every table that holds records, in the order a copy restores them; the schema's own
 # bookkeeping (its version) is not a record and is not copied.
 RECORD_TABLES = (
@@ -225,6 +239,32 @@ class Store(Protocol):
 
     async def purge_log(self, before: datetime, at: datetime) -> int:
         """Delete the entries older than ``before``, keeping the rest verifiable."""
+
+    async def decision_page(
+        self, query: LogQuery, *, before: Cursor | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Entries matching ``query``, newest first by (at, seq), strictly before ``before``;
+        each entry as log_entries gives it. Keyset pagination: page 10,000 is as fast as
+        page 1."""
+        ...
+
+    async def decision_counts(
+        self, since: datetime, until: datetime, by: tuple[str, ...], *, kind: str = "call"
+    ) -> list[tuple[Any, ...]]:
+        """Counts of decisions of ``kind`` in every hour that overlaps [since, until), from
+        the hourly rollup (never a scan of the log), grouped by ``by`` (names from
+        COUNT_DIMENSIONS): each row the values of ``by`` in that order, then the count.
+        "hour" is a UTC datetime on the hour; company and campaign may be None. With
+        "reason", a decision counts once per reason code it logged."""
+        ...
+
+    async def node_heads(self) -> list[tuple[str, datetime, int]]:
+        """(node, instant of its last decision, that decision's seq), one per node."""
+        ...
+
+    async def last_purge(self) -> tuple[int, datetime] | None:
+        """(seq up to which the log was purged, when) of the latest purge, if any."""
+        ...
 
     async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int: ...
 

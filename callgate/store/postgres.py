@@ -33,6 +33,7 @@ from callgate.store.base import (
     Batch,
     ConsentRecord,
     ContractRecord,
+    Cursor,
     Judge,
     LogQuery,
     OppositionRecord,
@@ -48,13 +49,17 @@ from callgate.store.sql import (
     APPOINTMENT_COLUMNS,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    PURGE_ROLLUPS,
     appointment_from_row,
     consent_from_row,
     consent_values,
+    count_rows,
+    counts_sql,
     entry_from_row,
     facts_from_rows,
     facts_sql,
     iso_micros,
+    page_sql,
 )
 
 __all__ = ["PostgresStore"]
@@ -347,12 +352,38 @@ class PostgresStore:
             )
             if last is None:
                 return 0
+            for sql in PURGE_ROLLUPS:
+                await db.execute(*_bound(sql, {"last": last["seq"], "before": to_micros(before)}))
             status = await db.execute("DELETE FROM decisions WHERE seq <= $1", last["seq"])
             await db.execute(
                 "INSERT INTO log_anchor (seq, hash, purged_at) VALUES ($1, $2, $3)",
                 last["seq"], last["hash"], to_micros(at),
             )  # fmt: skip
         return int(status.split()[-1])
+
+    # ------------------------------------------------------------ the console's reads
+
+    async def decision_page(
+        self, query: LogQuery, *, before: Cursor | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        rows = await self._fetch(*_bound(*page_sql(query, before, limit)))
+        return [entry_from_row(tuple(row)) for row in rows]
+
+    async def decision_counts(
+        self, since: datetime, until: datetime, by: tuple[str, ...], *, kind: str = "call"
+    ) -> list[tuple[Any, ...]]:
+        rows = await self._fetch(*_bound(*counts_sql(since, until, by, kind)))
+        return count_rows(by, (tuple(row) for row in rows))
+
+    async def node_heads(self) -> list[tuple[str, datetime, int]]:
+        rows = await self._fetch("SELECT node, at, seq FROM decision_nodes ORDER BY node")
+        return [(row["node"], instant_of(row["at"]), int(row["seq"])) for row in rows]
+
+    async def last_purge(self) -> tuple[int, datetime] | None:
+        row = await self._fetchrow(
+            "SELECT seq, purged_at FROM log_anchor ORDER BY seq DESC LIMIT 1"
+        )
+        return (int(row["seq"]), instant_of(row["purged_at"])) if row else None
 
     # ------------------------------------------------------------ records
 
@@ -567,6 +598,12 @@ class PostgresStore:
         async with self._pool.acquire() as db:
             status = await db.execute(sql, *args)
         return int(status.split()[-1])
+
+
+def _bound(sql: str, params: dict[str, Any]) -> list[Any]:
+    """``positional``'s statement and values as one list of arguments to ``execute``."""
+    converted, values = positional(sql, params)
+    return [converted, *values]
 
 
 def _migrations() -> list[tuple[int, str]]:

@@ -18,21 +18,35 @@ from callgate.model import (
     Opposition,
     Purpose,
 )
-from callgate.store.base import AppointmentRecord, ConsentRecord, from_micros, instant_of, to_micros
+from callgate.store.base import (
+    COUNT_DIMENSIONS,
+    AppointmentRecord,
+    ConsentRecord,
+    Cursor,
+    LogQuery,
+    from_micros,
+    instant_of,
+    to_micros,
+)
 
 __all__ = [
     "APPOINTMENT_COLUMNS",
     "BY_JOB",
     "CONSENT_COLUMNS",
     "DECISION_COLUMNS",
+    "HOUR",
+    "PURGE_ROLLUPS",
     "Asked",
     "appointment_from_row",
     "consent_from_row",
     "consent_values",
+    "count_rows",
+    "counts_sql",
     "entry_from_row",
     "facts_from_rows",
     "facts_sql",
     "iso_micros",
+    "page_sql",
 ]
 
 
@@ -188,3 +202,122 @@ def appointment_from_row(row: Any) -> AppointmentRecord:
 
 def _micros(instant: Any) -> int | None:
     return None if instant is None else to_micros(instant)
+
+
+# ---------------------------------------------------------------- the console's reads
+
+HOUR = 3_600_000_000  # microseconds
+
+
+def page_sql(query: LogQuery, before: Cursor | None, limit: int) -> tuple[str, dict[str, Any]]:
+    """The newest-first page of the log matching ``query``, strictly before ``before``.
+
+    Every filter has an index that ends in (at, seq), so the page is read in the index's
+    order and stops after ``limit`` rows, however deep the cursor. A reason filter walks
+    decision_reasons (code, at, seq) and fetches each decision by seq."""
+    by_reason = query.reason is not None
+    order = "r" if by_reason else "d"  # whose (at, seq) the page follows
+    conditions: list[str] = []
+    params: dict[str, Any] = {"limit": int(limit)}
+    if by_reason:
+        conditions += ["r.code = :reason", "d.seq = r.seq"]
+        params["reason"] = query.reason
+    if query.since is not None:
+        conditions.append(f"{order}.at >= :since")
+        params["since"] = to_micros(query.since)
+    if query.until is not None:
+        conditions.append(f"{order}.at < :until")
+        params["until"] = to_micros(query.until)
+    for name in ("verdict", "company", "campaign", "callee"):
+        if (value := getattr(query, name)) is not None:
+            conditions.append(f"d.{name} = :{name}")
+            params[name] = value
+    if query.caller is not None:
+        conditions.append("(d.caller_in = :caller OR d.caller_out = :caller)")
+        params["caller"] = query.caller
+    if before is not None:
+        # Spelled out rather than as a row value: "at <=" bounds the index range.
+        conditions.append(
+            f"{order}.at <= :before_at AND ({order}.at < :before_at OR {order}.seq < :before_seq)"
+        )
+        params.update(before_at=before.at, before_seq=before.seq)
+    source = "decision_reasons r, decisions d" if by_reason else "decisions d"
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = (
+        f"SELECT {', '.join(f'd.{name}' for name in DECISION_COLUMNS)} FROM {source}{where}"
+        f" ORDER BY {order}.at DESC, {order}.seq DESC LIMIT :limit"
+    )
+    return sql, params
+
+
+_COUNT_COLUMNS = {
+    "hour": "hour", "verdict": "verdict", "company": "company", "campaign": "campaign",
+    "reason": "code",
+}  # fmt: skip
+
+
+def counts_sql(
+    since: Any, until: Any, by: tuple[str, ...], kind: str
+) -> tuple[str, dict[str, Any]]:
+    """The rollup's counts in every hour that overlaps [since, until), grouped by ``by``."""
+    unknown = [name for name in by if name not in COUNT_DIMENSIONS]
+    if unknown or len(set(by)) != len(by):
+        raise ValueError(f"cannot count by {by!r}: use names from {COUNT_DIMENSIONS}")
+    table = "decision_reason_hours" if "reason" in by else "decision_hours"
+    columns = ", ".join(_COUNT_COLUMNS[name] for name in by)
+    grouped = f" GROUP BY {columns} ORDER BY {columns}" if by else ""
+    sql = (
+        f"SELECT {columns + ', ' if by else ''}sum(count) FROM {table}"
+        f" WHERE kind = :kind AND hour > :after AND hour < :until{grouped}"
+    )
+    # An hour overlaps [since, until) when it starts after since - 1 h and before until.
+    return sql, {"kind": kind, "after": to_micros(since) - HOUR, "until": to_micros(until)}
+
+
+def count_rows(by: tuple[str, ...], rows: Iterable[Any]) -> list[tuple[Any, ...]]:
+    """The rollup's rows as decision_counts hands them back."""
+    found = []
+    for row in rows:
+        values: list[Any] = []
+        for name, value in zip(by, row, strict=False):
+            if name == "hour":
+                value = instant_of(value)
+            elif name in ("company", "campaign"):
+                value = value or None  # stored as '' (see migration 0004)
+            values.append(value)
+        found.append((*values, int(row[len(by)] or 0)))
+    return found
+
+
+# A purge takes the log's start, ``seq <= :last`` (all dated before ``:before``): the
+# rollups lose what it held, in a few set operations over the purged rows, before they go.
+PURGE_ROLLUPS = (
+    """UPDATE decision_hours SET count = decision_hours.count - gone.n FROM (
+         SELECT kind, at - at % 3600000000 AS hour, verdict, coalesce(company, '') AS company,
+                coalesce(campaign, '') AS campaign, count(*) AS n
+         FROM decisions WHERE seq <= :last GROUP BY 1, 2, 3, 4, 5) AS gone
+       WHERE decision_hours.kind = gone.kind AND decision_hours.hour = gone.hour
+         AND decision_hours.verdict = gone.verdict AND decision_hours.company = gone.company
+         AND decision_hours.campaign = gone.campaign""",
+    """UPDATE decision_reason_hours SET count = decision_reason_hours.count - gone.n FROM (
+         SELECT d.kind, d.at - d.at % 3600000000 AS hour, r.code, d.verdict,
+                coalesce(d.company, '') AS company, coalesce(d.campaign, '') AS campaign,
+                count(*) AS n
+         FROM decision_reasons r, decisions d
+         WHERE r.code IN (SELECT DISTINCT code FROM decision_reason_hours)
+           AND r.at < :before AND r.seq <= :last AND d.seq = r.seq
+         GROUP BY 1, 2, 3, 4, 5, 6) AS gone
+       WHERE decision_reason_hours.kind = gone.kind AND decision_reason_hours.hour = gone.hour
+         AND decision_reason_hours.code = gone.code
+         AND decision_reason_hours.verdict = gone.verdict
+         AND decision_reason_hours.company = gone.company
+         AND decision_reason_hours.campaign = gone.campaign""",
+    # Every purged decision is dated before the cutoff: a range per code.
+    """DELETE FROM decision_reasons
+       WHERE code IN (SELECT DISTINCT code FROM decision_reason_hours)
+         AND at < :before AND seq <= :last""",
+    "DELETE FROM decision_hours WHERE count <= 0",
+    "DELETE FROM decision_reason_hours WHERE count <= 0",
+    # A node whose last decision is purged has all its decisions purged.
+    "DELETE FROM decision_nodes WHERE seq <= :last",
+)

@@ -38,6 +38,7 @@ from callgate.store.base import (
     Batch,
     ConsentRecord,
     ContractRecord,
+    Cursor,
     Judge,
     LogQuery,
     OppositionRecord,
@@ -53,13 +54,17 @@ from callgate.store.sql import (
     BY_JOB,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    PURGE_ROLLUPS,
     appointment_from_row,
     consent_from_row,
     consent_values,
+    count_rows,
+    counts_sql,
     entry_from_row,
     facts_from_rows,
     facts_sql,
     iso_micros,
+    page_sql,
 )
 
 __all__ = ["SqliteStore"]
@@ -441,6 +446,8 @@ class SqliteStore:
                 last = await cursor.fetchone()
             if last is None:
                 return 0
+            for sql in PURGE_ROLLUPS:
+                await self._db.execute(sql, {"last": last[0], "before": to_micros(before)})
             cursor = await self._db.execute("DELETE FROM decisions WHERE seq <= ?", (last[0],))
             count = cursor.rowcount
             await self._db.execute(
@@ -448,6 +455,30 @@ class SqliteStore:
                 (last[0], last[1], to_micros(at)),
             )
         return int(count)
+
+    # ------------------------------------------------------------ the console's reads
+
+    async def decision_page(
+        self, query: LogQuery, *, before: Cursor | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        sql, params = page_sql(query, before, limit)
+        return [entry_from_row(row) for row in await self._select(sql, params)]
+
+    async def decision_counts(
+        self, since: datetime, until: datetime, by: tuple[str, ...], *, kind: str = "call"
+    ) -> list[tuple[Any, ...]]:
+        sql, params = counts_sql(since, until, by, kind)
+        return count_rows(by, await self._select(sql, params))
+
+    async def node_heads(self) -> list[tuple[str, datetime, int]]:
+        rows = await self._select("SELECT node, at, seq FROM decision_nodes ORDER BY node", {})
+        return [(node, instant_of(at), int(seq)) for node, at, seq in rows]
+
+    async def last_purge(self) -> tuple[int, datetime] | None:
+        rows = await self._select(
+            "SELECT seq, purged_at FROM log_anchor ORDER BY seq DESC LIMIT 1", {}
+        )
+        return (int(rows[0][0]), instant_of(rows[0][1])) if rows else None
 
     async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """One statement in its own transaction; returns the new row id or the row count."""
@@ -734,8 +765,18 @@ async def _run_script(db: aiosqlite.Connection, script: str) -> None:
 
 
 def _statements(script: str) -> list[str]:
+    """The script's statements; a trigger's body keeps its own semicolons."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+    statements, pending = [], ""
+    for part in "\n".join(lines).split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        statements.append(pending.strip())
+    return statements
 
 
 async def _one(db: aiosqlite.Connection, sql: str) -> tuple[Any, ...]:
