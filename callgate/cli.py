@@ -742,7 +742,9 @@ async def _api(args: argparse.Namespace, config: Config, store: Store) -> int:
             runner = await serve(make_app(store, config, tokens, workers), host, port)
         except OSError as error:
             raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-        logging.getLogger("callgate").info("callgate api listening on http://%s:%d", host, port)
+        logging.getLogger("callgate").info(
+            "callgate api listening on http://%s:%d; the console is at /console/", host, port
+        )
         stop = _stop_on_signals()
         await stop.wait()
         await runner.cleanup()

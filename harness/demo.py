@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from harness.asterisk import REPO, AsteriskInstance, Ports, ensure_root
-from harness.gate import GateProcess, callgate_command, write_config
+from harness.gate import GateProcess, callgate_command, console_decisions, write_config
 from harness.sipp import Carrier, free_port, place_call
 
 CALLS = (
@@ -69,9 +69,15 @@ def main() -> int:
     ports = Ports(
         sip=_port(5060), http=_port(8088), carrier=_port(5070), agi=_port(4573), ami=_port(5038)
     )
+    console = f"127.0.0.1:{_port(8090)}"
+    officer_token = secrets.token_hex(16)
+    tokens = workdir / "api-tokens"
+    tokens.write_text(f"read {officer_token}\n")
+    tokens.chmod(0o600)
     config = write_config(
         workdir / "callgate.toml", db=db, ari_url=f"http://127.0.0.1:{ports.http}",
         password_file=password_file, agi_port=ports.agi, ami_port=ports.ami,
+        api=(console, tokens),
     )  # fmt: skip
 
     print("callgate demo: a local Asterisk 22, `callgate run` on SQLite, sipp as agent and carrier")
@@ -84,6 +90,10 @@ def main() -> int:
     refusals = GateProcess(
         config, workdir / "agi.log", ari_url=asterisk.ari_url, ari_password=password,
         command="agi",
+    )  # fmt: skip
+    api = GateProcess(
+        config, workdir / "api.log", ari_url=asterisk.ari_url, ari_password=password,
+        command="api",
     )  # fmt: skip
     try:
         asterisk.start()
@@ -105,6 +115,8 @@ def main() -> int:
         _doctor(config)
         for title, caller, number in CALLS:
             _demo_call(title, caller, number, ports, carrier, db, workdir)
+        api.start()
+        _console(console, officer_token, tokens)
         print(_softphone_help(ports))
         if args.serve:
             print("Serving; Ctrl-C to stop.")
@@ -113,11 +125,21 @@ def main() -> int:
             signal.pthread_sigmask(signal.SIG_BLOCK, stops)
             signal.sigwait(stops)
     finally:
+        api.stop()
         refusals.stop()
         gate.stop()
         carrier.stop()
         asterisk.stop()
     return 0
+
+
+def _console(bind: str, token: str, tokens: Path) -> None:
+    """The compliance officer's view of the same calls: log in and list the decisions."""
+    home = f"http://{bind}/console/"
+    listed = console_decisions(home, token)
+    print(f"* the compliance console: {home}")
+    print(f"  log in with the read token in {tokens} (the second word of its line)")
+    print(f"  it lists {listed} decisions, each with its reasons and the rules' legal sources\n")
 
 
 def _cli(config: Path, *args: str) -> None:

@@ -40,8 +40,11 @@ def write_config(
     ari_app: str = "callgate",
     node: str | None = None,
     ami_port: int | None = None,
+    api: tuple[str, Path] | None = None,
     **rules: Any,
 ) -> Path:
+    """A configuration for the harness's PBX; ``api`` is (bind, tokens file) for
+    `callgate api` and its console."""
     lines = [
         "[store]", f'url = "{db}"', 'synchronous = "normal"', "",
         "[ari]", f'url = "{ari_url}"', f'password_file = "{password_file}"',
@@ -51,6 +54,7 @@ def write_config(
         # The harness gives AMI the ARI password (harness.asterisk): one file for both.
         *(["[ami]", f"port = {ami_port}", f'password_file = "{password_file}"', ""]
           if ami_port else []),
+        *(["[api]", f'bind = "{api[0]}"', f'tokens_file = "{api[1]}"', ""] if api else []),
         "[rules]", *(f"{key} = {json.dumps(value)}" for key, value in rules.items()), "",
         "[[companies]]", 'id = "acme"', 'name = "ACME"',
         'numbers = ["+33948000001", "+33947700001", "+33140000000"]', "",
@@ -76,6 +80,9 @@ def ari_request(
         return error.code, error.read().decode()
 
 
+_READY = {"run": "connected to ARI", "agi": "FastAGI gate listening", "api": "api listening"}
+
+
 class GateProcess:
     """`callgate run` with a config file; ``fake_now`` starts its clock at that UTC time."""
 
@@ -92,7 +99,7 @@ class GateProcess:
         self.config, self.log = config, log
         self.command = command
         # What the service logs once it is ready to take calls.
-        self.ready = "connected to ARI" if command == "run" else "FastAGI gate listening"
+        self.ready = _READY[command]
         self.ari_url, self.ari_password = ari_url, ari_password
         self.fake_now = fake_now
         self.process: subprocess.Popen[bytes] | None = None
@@ -141,3 +148,23 @@ class GateProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def console_decisions(home: str, token: str) -> int:
+    """Logs in to the console at ``home`` as a browser does (its CSRF cookie and field,
+    then the session cookie) and counts the rows of the decision list's first page."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(home + "login", timeout=10) as reply:
+        form = reply.read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf, "the login form carries no CSRF field"
+    body = urllib.parse.urlencode({"token": token, "csrf": csrf[1], "next": "/console/decisions"})
+    with opener.open(home + "login", data=body.encode(), timeout=10) as reply:
+        page = reply.read().decode()
+    return len(re.findall(r'<tr class="decision[ "]', page))

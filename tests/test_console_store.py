@@ -350,3 +350,16 @@ async def _plan(store, sql: str, params: dict) -> str:
         rows = await db.fetch("EXPLAIN " + converted, *values)
     return "\n".join(row[0] for row in rows)
 
+
+
+async def test_a_decision_is_found_by_its_first_characters_and_never_by_a_wildcard(store):
+    first, second = a_decision(T0), a_decision(T0 + timedelta(seconds=1))
+    for decision in (first, second):
+        await store.record_decision(decision)
+    found = await store.log_entry(first.decision_id[:8])
+    shared = first.decision_id[:8] == second.decision_id[:8]
+    assert (found is None) if shared else (found["id"] == first.decision_id)
+    assert (await store.log_entry(second.decision_id))["id"] == second.decision_id
+    assert await store.log_entry(first.decision_id[:7]) is None  # too short to be an id
+    assert await store.log_entry("%" * 8) is None
+    assert await store.log_entry(first.decision_id[:4] + "____") is None

@@ -49,6 +49,7 @@ from callgate.store.sql import (
     APPOINTMENT_COLUMNS,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    ID_PREFIX_MIN,
     PURGE_ROLLUPS,
     appointment_from_row,
     consent_from_row,
@@ -58,6 +59,7 @@ from callgate.store.sql import (
     entry_from_row,
     facts_from_rows,
     facts_sql,
+    id_prefix_range,
     iso_micros,
     page_sql,
 )
@@ -309,11 +311,14 @@ class PostgresStore:
         return entries[::-1] if last else entries
 
     async def log_entry(self, decision_id: str) -> dict[str, Any] | None:
-        rows = await self._fetch(
-            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
-            " WHERE id = $1 OR (length($1) >= 8 AND id LIKE $1 || '%') LIMIT 2",
-            decision_id,
-        )
+        select = f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
+        rows = await self._fetch(f"{select} WHERE id = $1", decision_id)
+        if not rows and len(decision_id) >= ID_PREFIX_MIN:
+            # In code point order (the index decisions_by_id_prefix), whatever the collation.
+            rows = await self._fetch(
+                f'{select} WHERE id COLLATE "C" >= $1 AND id COLLATE "C" < $2 LIMIT 2',
+                *id_prefix_range(decision_id),
+            )
         return entry_from_row(tuple(rows[0])) if len(rows) == 1 else None
 
     async def log_counts(self, query: LogQuery, by: str) -> list[tuple[str, int]]:

@@ -35,6 +35,7 @@ __all__ = [
     "CONSENT_COLUMNS",
     "DECISION_COLUMNS",
     "HOUR",
+    "ID_PREFIX_MIN",
     "PURGE_ROLLUPS",
     "Asked",
     "appointment_from_row",
@@ -45,6 +46,7 @@ __all__ = [
     "entry_from_row",
     "facts_from_rows",
     "facts_sql",
+    "id_prefix_range",
     "iso_micros",
     "page_sql",
 ]
@@ -142,6 +144,15 @@ def facts_from_rows(rows: Iterable[Any]) -> dict[Any, Facts]:
         else:
             appointments.append(Appointment(at, from_micros(t2)))
     return {key: Facts(*(tuple(part) for part in parts)) for key, parts in found.items()}
+
+
+# The fewest characters of a decision id that find it (`log explain 3f2a9c1e`).
+ID_PREFIX_MIN = 8
+
+
+def id_prefix_range(prefix: str) -> tuple[str, str]:
+    """The ids that start with ``prefix`` are those in [low, high), in code point order."""
+    return prefix, prefix + "\U0010ffff"
 
 
 def iso_micros(micros: int) -> str:

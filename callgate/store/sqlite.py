@@ -54,6 +54,7 @@ from callgate.store.sql import (
     BY_JOB,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    ID_PREFIX_MIN,
     PURGE_ROLLUPS,
     appointment_from_row,
     consent_from_row,
@@ -63,6 +64,7 @@ from callgate.store.sql import (
     entry_from_row,
     facts_from_rows,
     facts_sql,
+    id_prefix_range,
     iso_micros,
     page_sql,
 )
@@ -399,11 +401,14 @@ class SqliteStore:
 
     async def log_entry(self, decision_id: str) -> dict[str, Any] | None:
         """One entry by its id, or by the first 8 or more characters of it when unique."""
-        rows = await self._select(
-            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
-            " WHERE id = :id OR (length(:id) >= 8 AND id LIKE :id || '%') LIMIT 2",
-            {"id": decision_id},
-        )
+        select = f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
+        rows = await self._select(f"{select} WHERE id = :id", {"id": decision_id})
+        if not rows and len(decision_id) >= ID_PREFIX_MIN:
+            # A range, not LIKE: LIKE would scan the whole log, and read % and _ as wildcards.
+            low, high = id_prefix_range(decision_id)
+            rows = await self._select(
+                f"{select} WHERE id >= :low AND id < :high LIMIT 2", {"low": low, "high": high}
+            )
         return entry_from_row(rows[0]) if len(rows) == 1 else None
 
     async def log_counts(self, query: LogQuery, by: str) -> list[tuple[str, int]]:
