@@ -191,3 +191,21 @@ async def test_stop_ends_the_task(store):
     await watch.stop()
     await watch.stop()  # twice is harmless
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "chain-watch"]
+
+
+async def test_a_nudge_checks_new_entries_at_once_not_within_the_minute(store):
+    await record_calls(store, 3)
+    watch = ChainWatch(store, interval=3600)
+    watch.start()
+    try:
+        assert (await settled(watch)).last_seq == 3
+        await record_calls(store, 2, MONDAY + timedelta(hours=1))
+        await asyncio.sleep(0.2)
+        assert watch.state().last_seq == 3  # the next check is an hour away
+        watch.nudge()
+        async with asyncio.timeout(5):
+            while watch.state().last_seq != 5:
+                await asyncio.sleep(0.01)
+    finally:
+        await watch.stop()
+    assert watch.state().broken is None

@@ -111,6 +111,7 @@ async def _page(
     request: web.Request, *, export_error: InvalidInput | None = None,
     purge_error: bool = False, status: int = 200,
 ) -> web.Response:  # fmt: skip
+    request.app[CHAIN].nudge()
     state = request.app[CHAIN].state()
     purged = request.query.get("purged", "")
     return render(request, "console/audit.html", {

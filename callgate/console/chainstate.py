@@ -68,6 +68,11 @@ class ChainWatch:
             progress=self._progress,
         )
 
+    def nudge(self) -> None:
+        """Checks the entries recorded since the last check, now rather than within the
+        minute: a page about the chain is being looked at."""
+        self._wake.set()
+
     async def verify_now(self) -> None:
         """Starts a full verification from the anchor, in the background."""
         self._full_wanted = True

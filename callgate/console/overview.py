@@ -154,6 +154,7 @@ async def overview(request: web.Request) -> web.Response:
     context = {
         "periods": spans, "figures": figures, "nodes": nodes, "store_state": state,
         "chain": _chain_state(request.app), "now": now, "link": decisions_link,
+        "newest_seq": max((node["seq"] for node in nodes or ()), default=0),
     }  # fmt: skip
     return render(request, "console/overview.html", context)
 
@@ -276,4 +277,7 @@ def _chain_state(app: web.Application) -> Any:
     except ImportError:
         return None
     watch = app.get(CHAIN)
-    return watch.state() if watch is not None else None
+    if watch is None:
+        return None
+    watch.nudge()
+    return watch.state()
