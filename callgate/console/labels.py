@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["REASONS", "reason_label"]
+__all__ = ["PURPOSES", "REASONS", "purpose_label", "reason_label"]
 
 # Short labels; the decision page shows the logged message and the rule's legal source.
 REASONS: dict[str, tuple[str, str]] = {
@@ -39,4 +39,20 @@ def reason_label(code: str, lang: str = "fr") -> str:
     labels = REASONS.get(code)
     if labels is None:
         return code
+    return labels[1] if lang == "en" else labels[0]
+
+
+PURPOSES: dict[str, tuple[str, str]] = {
+    "prospecting": ("Prospection", "Prospecting"),
+    "contract": ("Contrat en cours", "Current contract"),
+    "newspaper": ("Presse (abonnements)", "Newspapers (subscriptions)"),
+    "service": ("Service (hors démarchage)", "Service (not solicitation)"),
+}
+
+
+def purpose_label(purpose: str, lang: str = "fr") -> str:
+    """A call purpose's label in ``lang``; an unknown one stays as it is."""
+    labels = PURPOSES.get(str(purpose))
+    if labels is None:
+        return str(purpose)
     return labels[1] if lang == "en" else labels[0]
