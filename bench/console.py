@@ -435,7 +435,6 @@ async def _renders(base: str, repeats: int, info: dict[str, Any]) -> list[Timing
         decision = re.search(r'data-id="([^"]+)"', first)
         if decision:
             pages["a decision (each rule judged again)"] = f"/console/decisions/{decision[1]}"
-            pages["a decision by its first 8 characters"] = f"/console/decisions/{decision[1][:8]}"
         if older:
             pages["decisions, second page (older link)"] = older[1].replace("&amp;", "&")
         deep = await _deep_link(http, base, 2_000)
