@@ -468,7 +468,7 @@ def test_a_store_behind_this_callgate_is_found_and_left_as_it_is(tmp_path):
         db.execute("PRAGMA user_version = 1")
     result = _doctor(tmp_path)
     assert "FAIL  store" in result.stdout
-    assert "schema version 1, older than this callgate's (3)" in result.stdout
+    assert "schema version 1, older than this callgate's (4)" in result.stdout
     with sqlite3.connect(tmp_path / "doctor.db") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1
 
