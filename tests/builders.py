@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from callgate.config import Config, parse_config
@@ -111,3 +113,27 @@ def codes(decision: Decision, blocking: bool = True) -> set[str]:
 
 def days(n: int) -> timedelta:
     return timedelta(days=n)
+
+
+# The token the console's HTTP tests log in with (an admin token: make_app takes a string).
+CONSOLE_TOKEN = "a-test-token-of-32-characters-xx"
+
+
+async def console_login(
+    client: Any, token: str = CONSOLE_TOKEN, next_path: str = "/console/"
+) -> str:
+    """Logs an aiohttp TestClient in to the console as a browser does (the login form's
+    CSRF cookie and field, then the session cookie); returns the session's CSRF token."""
+    from callgate.console.access import SESSION_COOKIE, SESSIONS
+
+    form = await client.get("/console/login")
+    assert form.status == 200, await form.text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await form.text()).group(1)
+    reply = await client.post(
+        "/console/login",
+        data={"token": token, "csrf": csrf, "next": next_path},
+        allow_redirects=False,
+    )
+    assert reply.status == 303, await reply.text()
+    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/console/"))
+    return client.app[SESSIONS].get(cookies[SESSION_COOKIE].value).csrf

@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from builders import MONDAY, OLD_MONDAY, POOL, days
+from builders import MONDAY, OLD_MONDAY, POOL, console_login, days
 from test_chainstate import record_calls, tamper
-from test_console_callees import console_login
 
 from callgate.api import make_app
 from callgate.cli_log import verify_export

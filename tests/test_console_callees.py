@@ -10,11 +10,10 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from builders import MOBILE, a_config, a_request, paris
+from builders import MOBILE, a_config, a_request, console_login, paris
 
 from callgate.api import make_app
 from callgate.console import callees
-from callgate.console.access import SESSION_COOKIE, SESSIONS
 from callgate.console.callees import receipt_policy
 from callgate.gate import check_call
 from callgate.model import Consent, ConsentScope, Contract
@@ -25,22 +24,6 @@ CALLEE = "+33612345678"  # MOBILE, in E.164
 NOW = paris(2026, 11, 23, 11, 0)  # a Monday, in the opt-in regime
 PAGE = f"/console/callees/{CALLEE}"
 
-
-async def console_login(
-    client: TestClient, token: str = TOKEN, next_path: str = "/console/"
-) -> str:
-    """Logs ``client`` in; returns the session's CSRF token."""
-    form = await client.get("/console/login")
-    assert form.status == 200, await form.text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', await form.text()).group(1)
-    reply = await client.post(
-        "/console/login",
-        data={"token": token, "csrf": csrf, "next": next_path},
-        allow_redirects=False,
-    )
-    assert reply.status == 303, await reply.text()
-    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/console/"))
-    return client.app[SESSIONS].get(cookies[SESSION_COOKIE].value).csrf
 
 
 @pytest.fixture

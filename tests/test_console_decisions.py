@@ -10,10 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from builders import METRO_NPV, MOBILE, MQ_MOBILE, a_config, paris
+from builders import METRO_NPV, MOBILE, MQ_MOBILE, a_config, console_login, paris
 
 from callgate.api import make_app
-from callgate.console.access import SESSION_COOKIE, SESSIONS
 from callgate.console.decisions import parse_cursor, parse_filters
 from callgate.gate import check_call
 from callgate.inputs import InvalidInput
@@ -32,18 +31,6 @@ MONDAY = paris(2026, 11, 23, 11, 0)
 def config():
     return a_config(companies=COMPANIES)
 
-
-async def console_login(client: TestClient) -> str:
-    form = await client.get("/console/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', await form.text()).group(1)
-    reply = await client.post(
-        "/console/login",
-        data={"token": TOKEN, "csrf": csrf, "next": "/console/"},
-        allow_redirects=False,
-    )
-    assert reply.status == 303, await reply.text()
-    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/console/"))
-    return client.app[SESSIONS].get(cookies[SESSION_COOKIE].value).csrf
 
 
 @pytest.fixture

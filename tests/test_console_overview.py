@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from builders import METRO_NPV, MOBILE, PARIS, a_config
+from builders import METRO_NPV, MOBILE, PARIS, a_config, console_login
 
 from callgate.api import make_app
 from callgate.auditlog import ChainBreak
 from callgate.console import overview
-from callgate.console.access import SESSION_COOKIE, SESSIONS
 from callgate.console.chainstate import CHAIN, ChainState
 from callgate.console.chart import ChartText, HourBar, draw_chart, hourly_bars
 from callgate.console.overview import node_is_silent, periods
@@ -31,18 +30,6 @@ TWO_COMPANIES = [
 ]
 TEXT = ChartText("Per hour", "A description", "Allowed", "Rejected", "{when}: {allowed}/{rejected}")
 
-
-async def console_login(client: TestClient) -> str:
-    form = await client.get("/console/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', await form.text()).group(1)
-    reply = await client.post(
-        "/console/login",
-        data={"token": TOKEN, "csrf": csrf, "next": "/console/"},
-        allow_redirects=False,
-    )
-    assert reply.status == 303, await reply.text()
-    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/console/"))
-    return client.app[SESSIONS].get(cookies[SESSION_COOKIE].value).csrf
 
 
 @pytest.fixture

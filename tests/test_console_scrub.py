@@ -13,8 +13,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from builders import a_config, paris
-from test_console_callees import console_login
+from builders import a_config, console_login, paris
 
 from callgate.api import make_app
 from callgate.console import scrub as scrub_page
