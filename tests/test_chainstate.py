@@ -209,3 +209,43 @@ async def test_a_nudge_checks_new_entries_at_once_not_within_the_minute(store):
     finally:
         await watch.stop()
     assert watch.state().broken is None
+
+
+async def test_a_row_edited_after_it_was_verified_is_found_by_the_periodic_full_pass(
+    store, store_url
+):
+    await record_calls(store, 6)
+    watch = ChainWatch(store, interval=0.02, full_interval=0.3, batch=2)
+    watch.start()
+    try:
+        first = await settled(watch)
+        assert first.broken is None and first.full_checked_at is not None
+        flip = "CASE verdict WHEN 'allow' THEN 'reject' ELSE 'allow' END"
+        await tamper(store_url, f"UPDATE decisions SET verdict = {flip} WHERE seq = 5")
+        async with asyncio.timeout(10):  # nobody asks: the periodic pass finds it
+            while watch.state().broken is None:
+                await asyncio.sleep(0.02)
+        state = watch.state()
+    finally:
+        await watch.stop()
+    assert state.broken.seq == 5 and "edited" in state.broken.problem
+    assert state.full_checked_at > first.full_checked_at
+
+
+async def test_the_last_full_pass_is_kept_apart_from_the_last_increment(store):
+    watch = ChainWatch(store, interval=0.02, full_interval=3600)
+    assert watch.state().full_checked_at is None  # not yet fully verified
+    await record_calls(store, 2)
+    watch.start()
+    try:
+        full = (await settled(watch)).full_checked_at
+        assert full is not None and watch.state().checked_at == full
+        await record_calls(store, 2, start=MONDAY + days(1))
+        async with asyncio.timeout(10):
+            while watch.state().last_seq < 4:
+                await asyncio.sleep(0.02)
+        state = watch.state()
+    finally:
+        await watch.stop()
+    assert state.full_checked_at == full  # increments do not pass for a full verification
+    assert state.checked_at > full

@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -158,7 +159,7 @@ async def test_the_retention_and_the_purge(store):
         assert re.search(r'<dd id="last-purge">jamais', html)
         assert 'id="purge-now"' in html
         assert (await client.post("/console/audit/purge", data={})).status == 403  # no CSRF
-        posted = await client.post("/console/audit/purge", data={"csrf": csrf},
+        posted = await client.post("/console/audit/purge", data={"csrf": csrf, "confirm": "yes"},
                                    allow_redirects=False)  # fmt: skip
         assert posted.status == 303 and posted.headers["Location"] == "/console/audit?purged=3"
         assert [e["seq"] for e in await store.log_entries(LogQuery())] == [4, 5]
@@ -177,7 +178,7 @@ async def test_a_read_session_cannot_purge(store):
     try:
         html = await (await client.get("/console/audit")).text()
         assert 'id="purge"' not in html
-        reply = await client.post("/console/audit/purge", data={"csrf": csrf})
+        reply = await client.post("/console/audit/purge", data={"csrf": csrf, "confirm": "yes"})
         assert reply.status == 403
     finally:
         await client.close()
@@ -187,9 +188,81 @@ async def test_a_purge_without_retention_says_so(store):
     await record_calls(store, 2)
     client, csrf = await open_client(store, retention_days=None)
     try:
-        reply = await client.post("/console/audit/purge", data={"csrf": csrf})
+        reply = await client.post("/console/audit/purge", data={"csrf": csrf, "confirm": "yes"})
         assert reply.status == 409
         assert "retention_days" in await reply.text()
         assert len(await store.log_entries(LogQuery())) == 2
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(("start", "end"), [("2026-11-23T15:00", "2026-11-23T12:00"),
+                                            ("2026-11-23T12:00", "2026-11-23T12:00")])
+async def test_an_export_ending_before_it_starts_is_a_400_naming_to(admin, start, end):
+    client, _ = admin
+    reply = await client.get("/console/audit/export", params={"from": start, "to": end})
+    assert reply.status == 400 and reply.content_type == "text/html"
+    error = re.search(r'<p class="error" role="alert" id="export-error">(.*?)</p>',
+                      await reply.text()).group(1)  # fmt: skip
+    assert "« to »" in error and "postérieur" in error
+    reply = await client.get("/console/audit/export", params={"from": start, "to": end,
+                                                              "lang": "en"})  # fmt: skip
+    assert "must be later than from" in await reply.text()
+
+
+async def test_a_bad_export_date_is_said_in_the_pages_language(admin):
+    client, _ = admin
+    french = await (await client.get("/console/audit/export", params={"to": "hier"})).text()
+    assert "« hier » n&#39;est pas une date" in french and "ISO 8601" not in french
+    english = await client.get("/console/audit/export", params={"to": "hier", "lang": "en"})
+    assert "“hier” is not a date" in await english.text()
+
+
+async def test_the_purge_needs_its_confirmation(store):
+    await record_calls(store, 3, start=OLD_MONDAY)
+    client, csrf = await open_client(store)
+    try:
+        html = await (await client.get("/console/audit")).text()
+        checkbox = re.search(r'<input id="purge-confirm" name="confirm" type="checkbox"'
+                             r' value="yes" required>', html)  # fmt: skip
+        assert checkbox, html
+        label = re.search(r'<label for="purge-confirm">(.*?)</label>', html, re.S).group(1)
+        cutoff = datetime.now(UTC) - days(30)
+        shown = re.search(r'<time id="purge-cutoff" datetime="([^"]+)">([^<]+)</time>', label)
+        assert abs(datetime.fromisoformat(shown.group(1)) - cutoff).total_seconds() < 60
+        assert shown.group(2).startswith(cutoff.astimezone(paris_zone()).strftime("%Y-%m-%d"))
+        assert "seront supprimées" in label
+        for form in ({"csrf": csrf}, {"csrf": csrf, "confirm": "on"}):
+            reply = await client.post("/console/audit/purge", data=form, allow_redirects=False)
+            assert reply.status == 400
+            assert 'id="purge-error"' in await reply.text()
+        assert len(await store.log_entries(LogQuery())) == 3  # nothing purged
+        # The cutoff the form showed bounds the purge: an earlier one purges less.
+        posted = await client.post(
+            "/console/audit/purge", allow_redirects=False,
+            data={"csrf": csrf, "confirm": "yes", "before": "2000-01-01T00:00:00+00:00"},
+        )  # fmt: skip
+        assert posted.headers["Location"] == "/console/audit?purged=0"
+        assert len(await store.log_entries(LogQuery())) == 3
+    finally:
+        await client.close()
+
+
+async def test_a_purge_with_nothing_to_purge_says_so(store):
+    await record_calls(store, 2, start=datetime.now(UTC) - days(1))
+    client, csrf = await open_client(store)
+    try:
+        posted = await client.post("/console/audit/purge", data={"csrf": csrf, "confirm": "yes"},
+                                   allow_redirects=False)  # fmt: skip
+        assert posted.headers["Location"] == "/console/audit?purged=0"
+        html = await (await client.get(posted.headers["Location"])).text()
+        result = re.search(r'id="purge-result">([^<]*)</p>', html).group(1)
+        assert result.startswith("Rien à purger")
+        assert re.search(r'<dd id="last-purge">jamais \(rien à purger\)</dd>', html)
+        assert len(await store.log_entries(LogQuery())) == 2
+    finally:
+        await client.close()
+
+
+def paris_zone() -> ZoneInfo:
+    return ZoneInfo("Europe/Paris")

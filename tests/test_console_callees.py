@@ -3,10 +3,12 @@ called next, on both stores; its receipt links; a number that does not parse."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -216,3 +218,66 @@ async def test_english_labels_follow_the_switch(client, store):
     html = await page(client, PAGE + "?lang=en")
     assert re.search(r'class="consent-state state-active">active\b', html)
     assert next_call(html, "service")[0] == "now"
+
+
+async def test_an_unknown_company_is_named_in_the_pages_language(client):
+    french = await client.get(PAGE, params={"company": "nope"})
+    assert french.status == 400
+    assert "Entreprise inconnue « nope » (connues : acme" in await french.text()
+    english = await client.get(PAGE, params={"company": "nope", "lang": "en"})
+    assert english.status == 400
+    text = await english.text()
+    assert "Unknown company “nope” (known: acme" in text and "unknown company 'nope'" not in text
+
+
+async def test_opposition_lists_are_named_in_the_pages_language(client, store):
+    await store.add_oppositions([CALLEE], None, "bloctel", paris(2026, 10, 1))
+    await store.add_oppositions([CALLEE], "acme", "internal", paris(2026, 10, 2))
+    await store.add_oppositions([CALLEE], "acme", "withdrawal", paris(2026, 10, 3))
+    sources = r'<tr class="opposition[^"]*" data-source="(\w+)">\s*<td class="source">([^<]+)</td>'
+    french = dict(re.findall(sources, table(await page(client), "oppositions")))
+    assert french == {
+        "bloctel": "Bloctel (liste nationale d&#39;opposition)",
+        "internal": "Liste d&#39;opposition de l&#39;entreprise",
+        "withdrawal": "Retrait du consentement par l&#39;appelé",
+    }
+    english = dict(re.findall(sources, table(await page(client, PAGE + "?lang=en"), "oppositions")))
+    assert english["internal"] == "The company&#39;s own opt-out list"
+    assert set(english.values()).isdisjoint(english)  # no list shown by its bare code
+
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def page_width(path: Path, width: int) -> int:
+    """The document's width in headless Chromium on a ``width`` px wide phone screen."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": 812, "deviceScaleFactor": 1, "mobile": True,
+        })  # fmt: skip
+        driver.get(path.as_uri())
+        return driver.execute_script("return document.documentElement.scrollWidth")
+    finally:
+        driver.quit()
+
+
+@pytest.mark.skipif(not CHROMEDRIVER.exists(), reason="no chromedriver (apt-get install "
+                    "chromium chromium-driver)")  # fmt: skip
+@pytest.mark.parametrize("lang", ["fr", "en"])
+async def test_the_printable_receipt_fits_a_phone(client, store, tmp_path, lang):
+    await consent(store, given_by="Jean-Philippe Dupont-Lagrange de la Tour-d'Auvergne",
+                  collected_by="https://example.com/" + "a" * 80)  # fmt: skip
+    reply = await client.get(f"{PAGE}/receipt", params={"format": "html", "lang": lang})
+    assert reply.status == 200
+    receipt = tmp_path / "receipt.html"
+    receipt.write_bytes(await reply.read())
+    assert await asyncio.to_thread(page_width, receipt, 375) <= 375

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from builders import METRO_NPV, MOBILE, MQ_MOBILE, a_config, console_login, paris
+from test_chainstate import tamper
 
 from callgate.api import make_app
 from callgate.console.decisions import parse_cursor, parse_filters
@@ -109,6 +110,7 @@ def test_filters_are_read_like_the_cli_reads_them():
         ({"callee": "12"}, "callee"),
         ({"campaign": "x" * 300}, "campaign"),
         ({"company": "a\x00b"}, "company"),
+        ({"kind": "calls"}, "kind"),
     ],
 )
 def test_a_bad_filter_names_its_field(params, field):
@@ -173,6 +175,7 @@ async def test_each_filter_narrows_the_list(client, seeded, params, names):
         ("callee=123", "callee"),
         ("before=zzz", "before"),
         ("before=1.99999999999999999999", "before"),
+        ("kind=maybe", "kind"),
     ],
 )
 async def test_an_invalid_filter_is_a_400_page_naming_the_field(client, seeded, query, field):
@@ -183,6 +186,56 @@ async def test_an_invalid_filter_is_a_400_page_naming_the_field(client, seeded, 
     assert alert and f"<code>{field}</code>" in alert.group(1)
     assert "<script>" not in page.split("</head>")[1]
     assert 'id="filters"' in page  # the form, to correct it
+
+
+async def test_the_kind_filter_tells_calls_from_dry_runs(client, store, seeded):
+    request = CallRequest(METRO_NPV, MOBILE, "acme", Purpose.PROSPECTING)
+    dry = await check_call(store, config(), request, MONDAY + timedelta(hours=2), record=False)
+    await store.record_decision(dry, kind="dry-run")
+    calls = set(seeded.values())
+    for kind, expected in (("call", calls), ("dry-run", {dry.decision_id}),
+                           ("all", calls | {dry.decision_id})):  # fmt: skip
+        page = await (await client.get("/console/decisions", params={"kind": kind})).text()
+        assert set(row_ids(page)) == expected, kind
+        if kind != "all":  # kept in the form and in the pager's links: a bookmark
+            assert f'<option value="{kind}" selected>' in page
+            assert f"kind={kind}" in link(page, "newest")
+    feed = await client.get("/console/decisions/feed", params={"kind": "dry-run"})
+    assert [e["id"] for e in (await feed.json())["entries"]] == [dry.decision_id]
+
+
+def alert_text(page: str) -> str:
+    found = re.search(r'<p class="error" role="alert">(.*?)</p>', page, re.S)
+    return htmllib.unescape(re.sub(r"<[^>]+>", "", found.group(1)))
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "french", "english"),
+    [
+        ({"callee": "6 12 34 56 78"}, "callee", "numéro invalide", "not a valid phone number"),
+        ({"from": "hier"}, "from", "date invalide : AAAA-MM-JJ ou AAAA-MM-JJTHH:MM attendu",
+         "not an ISO 8601 date"),
+        ({"to": "2026-11-23T25:00"}, "to", "date invalide", "not an ISO 8601 date"),
+        ({"from": "3000-01-01"}, "from", "date invalide", "out of range"),
+        ({"from": "2026-11-24", "to": "2026-11-23"}, "to", "doit être postérieure à « Depuis »",
+         "must be later than from"),
+        ({"verdict": "peut-être"}, "verdict", "valeur attendue", "expected allow or reject"),
+        ({"kind": "tous"}, "kind", "valeur attendue", "expected call or dry-run"),
+        ({"reason": "pas un code"}, "reason", "n'est pas un code de motif",
+         "is not a reason code"),
+        ({"campaign": "x" * 300}, "campaign", "au plus 200 caractères", "at most 200"),
+        ({"company": "a\x01b"}, "company", "caractère de contrôle", "control character"),
+        ({"before": "zzz"}, "before", "suivez les liens", "follow the page links"),
+    ],
+)  # fmt: skip
+async def test_a_filter_error_is_said_in_the_page_language(client, params, field, french, english):
+    reply = await client.get("/console/decisions", params=params)
+    assert reply.status == 400
+    said = alert_text(await reply.text())
+    assert french in said and english not in said and f"({field})" in said
+    reply = await client.get("/console/decisions", params={**params, "lang": "en"})
+    said = alert_text(await reply.text())
+    assert english in said and french not in said and f"({field})" in said
 
 
 async def test_keyset_pages_have_no_duplicate_no_gap_and_do_not_shift(client, store):
@@ -357,3 +410,38 @@ async def test_the_page_says_when_todays_rules_would_decide_differently(client, 
     assert "décideraient autrement" in page
     assert re.search(r'<ul id="logged-reasons">\s*</ul>', page)
     assert "CONSENT_MISSING" in re.search(r'<table id="rules">.*?</table>', page, re.S).group(0)
+
+
+def altered_alert(page: str) -> str | None:
+    found = re.search(r'<div id="altered" class="error" role="alert">(.*?)</div>', page, re.S)
+    return found.group(1) if found else None
+
+
+def chain_place(page: str) -> str:
+    return re.search(r'<dl id="chain-place" class="([^"]*)"', page).group(1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ("verdict = CASE verdict WHEN 'allow' THEN 'reject' ELSE 'allow' END",
+         "son contenu ne correspond pas à son empreinte"),
+        ("callee = '+33698765432'", "le numéro appelé ne correspond plus"),
+    ],
+)  # fmt: skip
+async def test_a_row_edited_in_the_database_is_flagged_on_its_page(
+    client, store, store_url, seeded, edit, words
+):
+    wanted, intact = seeded["night"], seeded["beta"]
+    await tamper(store_url, f"UPDATE decisions SET {edit} WHERE id = '{wanted}'")
+    page = await (await client.get(f"/console/decisions/{wanted}")).text()
+    alert = altered_alert(page)
+    assert alert is not None and words in alert
+    assert 'href="/console/audit"' in alert
+    assert "altered" in chain_place(page).split()
+    english = await (await client.get(f"/console/decisions/{wanted}?lang=en")).text()
+    assert "This entry was altered after it was recorded" in altered_alert(english)
+
+    page = await (await client.get(f"/console/decisions/{intact}")).text()
+    assert altered_alert(page) is None and 'role="alert"' not in page
+    assert chain_place(page).split()[-1] == "intact"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ TWO_COMPANIES = [
     {"id": "acme", "name": "ACME", "sector": "telecom", "numbers": [METRO_NPV]},
     {"id": "beta", "name": "Beta", "sector": "telecom", "numbers": [BETA_NPV]},
 ]
+EARLIER = NOW - timedelta(hours=1)
 TEXT = ChartText("Per hour", "A description", "Allowed", "Rejected", "{when}: {allowed}/{rejected}")
 
 
@@ -244,8 +246,12 @@ async def test_top_reasons_companies_and_campaigns_link_to_the_filtered_list(cli
     reasons = table(html, "top-reasons")
     month_start = f"{periods(NOW)[2].first:%Y-%m-%d}T00%3A00"
     today_start = f"{NOW:%Y-%m-%d}T00%3A00"
-    assert f"/console/decisions?reason=CONSENT_MISSING&amp;from={month_start}" in reasons
-    assert f"/console/decisions?reason=CONSENT_MISSING&amp;from={today_start}" in reasons
+    tomorrow = f"{NOW + timedelta(days=1):%Y-%m-%d}T00%3A00"
+    for start in (month_start, today_start):
+        assert (
+            f"/console/decisions?reason=CONSENT_MISSING&amp;kind=call&amp;from={start}"
+            f"&amp;to={tomorrow}"
+        ) in reasons
     assert figures(reasons)["Consentement absent CONSENT_MISSING"] == [1, 2, 3]
 
     companies = figures(table(html, "by-company"))
@@ -253,6 +259,53 @@ async def test_top_reasons_companies_and_campaigns_link_to_the_filtered_list(cli
     campaigns = table(html, "by-campaign")
     assert "spring &amp; &lt;co&gt;" in campaigns and "<co>" not in campaigns
     assert 'scope="col"' in campaigns and 'scope="colgroup"' in campaigns
+
+
+async def listed(client, url: str) -> int:
+    """How many decisions the list at ``url`` holds, through every page."""
+    count = 0
+    while url:
+        page = await client.get(html_lib.unescape(url))
+        assert page.status == 200
+        text = await page.text()
+        count += len(re.findall(r'<tr class="decision"', text))
+        older = re.search(r'<a id="older" href="([^"]+)"', text)
+        url = older.group(1) if older else None
+    return count
+
+
+def linked_figures(html: str) -> list[tuple[int, str]]:
+    """Every figure of the reasons' table that links to the list: (figure, link)."""
+    cells = re.findall(r'<td class="num"><a href="([^"]+)">([^<]+)</a></td>', html)
+    return [(int(re.sub(r"\D", "", figure)), url) for url, figure in cells]
+
+
+async def test_each_figure_links_to_a_list_of_as_many_decisions(client, store):
+    for hours in (1, 2, 30, 24 * 5, 24 * 20):
+        await record(store, NOW - timedelta(hours=hours), campaign="winter")
+    await record(store, NOW - timedelta(hours=3), company="beta")
+    for _ in range(2):  # dry runs are no calls: not counted, so not listed
+        dry = await check_call(
+            store, a_config(companies=TWO_COMPANIES), CallRequest(METRO_NPV, MOBILE, "acme"),
+            NOW - timedelta(hours=4), record=False,
+        )  # fmt: skip
+        await store.record_decision(dry, kind="dry-run")
+    await record(store, NOW + timedelta(days=2), campaign="winter")  # a clock ahead
+    html = await (await client.get("/console/")).text()
+
+    for key in ("today", "7d", "30d"):
+        block = re.search(rf'id="period-{key}".*?</article>', html, re.S).group(0)
+        url = re.search(r'<a href="([^"]+)"', block).group(1)
+        assert await listed(client, url) == card(html, key)["total"], key
+    reasons = linked_figures(table(html, "top-reasons"))
+    assert len(reasons) >= 3
+    for figure, url in reasons:
+        assert await listed(client, url) == figure, url
+    for table_id, name in (("by-company", "acme"), ("by-campaign", "winter")):
+        rows = table(html, table_id)
+        url = re.search(rf'<a href="([^"]+)">{name}</a>', rows).group(1)
+        month = figures(rows)[name][-2:]  # allowed, rejected over 30 days
+        assert await listed(client, url) == sum(month) > 0, table_id
 
 
 async def test_health_shows_the_store_and_each_node_with_a_silence_warning(client, store):
@@ -274,10 +327,17 @@ async def test_a_recent_node_is_not_flagged(client, store):
 @pytest.mark.parametrize(
     ("state", "css", "words"),
     [
-        (ChainState(NOW, 12, 12, None, False, None), "ok", "12"),
+        (ChainState(NOW, 12, 12, None, False, None, EARLIER), "ok", "12"),
+        (ChainState(NOW, 12, 12, None, False, None, EARLIER), "ok",
+         "vérification complète : 2026-11-25 14:30:00"),
         (ChainState(NOW, 3, 3, ChainBreak(4, 4, "abc", "hash mismatch"), False, None), "bad",
          "hash mismatch"),
         (ChainState(None, 0, 0, None, True, (5, 10)), "pending", "5 / 10"),
+        (ChainState(None, 0, 0, None, True, (5, 10)), "pending", "Pas encore entièrement"),
+        # New entries checked, the whole chain not yet: no "intact" before a full pass.
+        (ChainState(NOW, 12, 12, None, False, None), "pending", "Pas encore entièrement"),
+        (ChainState(NOW, 12, 12, None, True, (5, 12), EARLIER), "pending",
+         "Intègre jusqu&#39;à seq 12"),
     ],
 )  # fmt: skip
 async def test_the_chain_state_is_shown(client, monkeypatch, state, css, words):

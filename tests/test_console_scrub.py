@@ -39,7 +39,7 @@ async def client(store, monkeypatch):
         yield client
 
 
-async def upload(client: TestClient, content: bytes, column: str = "", status: int = 303,
+async def upload(client: TestClient, content: bytes, column: str = "", status: int | None = 303,
                  purpose: str = "prospecting") -> aiohttp.ClientResponse:  # fmt: skip
     form = aiohttp.FormData()
     form.add_field("csrf", client.csrf)  # first: the guard reads only that part
@@ -48,7 +48,7 @@ async def upload(client: TestClient, content: bytes, column: str = "", status: i
     form.add_field("purpose", purpose)
     form.add_field("file", content, filename="list.csv", content_type="text/csv")
     reply = await client.post("/console/scrub", data=form, allow_redirects=False)
-    assert reply.status == status, await reply.text()
+    assert status is None or reply.status == status, await reply.text()
     return reply
 
 
@@ -155,13 +155,6 @@ async def test_a_first_line_with_digits_is_judged(client):
     assert reason_counts(html)["DEST_INVALID"] == 1
 
 
-async def test_an_unknown_column_is_named(client):
-    reply = await upload(client, CRM.encode(), column="mobile")
-    html = await finished(client, reply.headers["Location"])
-    assert "mobile" in html and "phone" in html and 'role="alert"' in html
-    assert 'id="scrub-download"' not in html
-
-
 async def test_another_session_cannot_see_the_job(client):
     reply = await upload(client, CRM.encode(), column="phone")
     location = reply.headers["Location"]
@@ -196,3 +189,186 @@ async def test_a_list_of_100_000_lines_completes(client):
     assert time.perf_counter() - started < 30
     rows = await download(client, html)
     assert len(rows) == 100_000 and rows[-1]["number"] == "0600099999"
+
+
+# ---------------------------------------------------------------- encodings
+
+
+async def test_a_windows_1252_list_is_read_as_such(client, store):
+    """Excel's "CSV" on a French Windows: not UTF-8, the column named with an accent."""
+    content = f"numéro;nom\n{CONSENTED};é\n{LISTED};Hélène Noël – 5 €\n".encode("cp1252")
+    reply = await upload(client, content, column="numéro")
+    html = await finished(client, reply.headers["Location"])
+    assert 'role="alert"' not in html, html
+    assert figure(html, "total-count") == 2
+    rows = await download(client, html)
+    judged = await expected(store, [CONSENTED, LISTED])
+    assert [(r["number"], r["verdict"]) for r in rows] == [(j["to"], j["verdict"]) for j in judged]
+
+
+async def test_lines_of_both_kinds_in_one_list(client):
+    """UTF-8 and Windows-1252 lines in one file: each line is read in its own."""
+    content = "numéro;nom\n".encode() + f"{CONSENTED};é\n".encode("cp1252")
+    content += f"{BARE};ü\n".encode()
+    reply = await upload(client, content, column="NUMÉRO")
+    html = await finished(client, reply.headers["Location"])
+    assert [r["number"] for r in await download(client, html)] == [CONSENTED, BARE]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+async def test_an_excel_unicode_text_list_is_read(client, store, encoding):
+    """Excel's "Unicode text": UTF-16 with its BOM, tab-separated, CR LF; long enough to
+    cross the decoder's chunks, with a line over the length limit in the middle."""
+    numbers = [f"06{n:08d}" for n in range(20_000)]
+    lines = ["Nom\tNuméro de téléphone", *(f"Zoé {n}\t{number}" for n, number in
+                                           enumerate(numbers[:10_000]))]  # fmt: skip
+    lines += ["x\t" + "9" * (scrub_page.MAX_LINE + 10)]
+    lines += [f"Zoé\t{number}" for number in numbers[10_000:]]
+    text = "\ufeff" + "\r\n".join(lines) + "\r\n"
+    reply = await upload(client, text.encode(encoding), column="numéro de téléphone")
+    html = await finished(client, reply.headers["Location"])
+    assert 'role="alert"' not in html, html
+    assert figure(html, "total-count") == 20_001
+    rows = await download(client, html)
+    assert [r["number"] for r in rows] == [
+        *numbers[:10_000], f"(a line longer than {scrub_page.MAX_LINE} bytes)", *numbers[10_000:]
+    ]
+    assert rows[0]["verdict"] == (await expected(store, numbers[:1]))[0]["verdict"]
+    assert rows[10_000]["reasons"] == "DEST_INVALID"
+
+
+# ---------------------------------------------------------------- one session, one list
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """Jobs that judge nothing until the test sets the event."""
+    release = asyncio.Event()
+
+    async def waiting(*args, **kwargs):
+        await release.wait()
+        async for result in scrub(*args, **kwargs):
+            yield result
+
+    monkeypatch.setattr(scrub_page, "scrub", waiting)
+    yield release
+    release.set()
+
+
+async def test_one_session_cannot_take_every_place(client, held):
+    replies = await asyncio.gather(*(
+        upload(client, f"{BARE}\n".encode(), status=None) for _ in range(5)
+    ))  # fmt: skip
+    statuses = sorted(reply.status for reply in replies)
+    assert statuses == [303, 429, 429, 429, 429]
+    job = client.app[SCRUBS].running_of(next(iter(client.app[SCRUBS].jobs.values())).owner)
+    refused = await next(r for r in replies if r.status == 429).text()
+    assert "encore en cours" in refused and 'role="alert"' in refused
+    assert f'href="/console/scrub/{job.id}"' in refused  # to the list being checked
+    # Another person's list still goes through.
+    client.session.cookie_jar.clear()
+    client.csrf = await console_login(client)
+    other = await upload(client, f"{BARE}\n".encode())
+    held.set()
+    await finished(client, other.headers["Location"])
+    # Once it is done, the same session may send its next list.
+    await finished(client, (await upload(client, f"{BARE}\n".encode())).headers["Location"])
+
+
+async def test_every_place_taken_is_a_429_for_a_new_session(client, held, monkeypatch):
+    monkeypatch.setattr(scrub_page, "MAX_RUNNING", 2)
+    for _ in range(2):
+        client.session.cookie_jar.clear()
+        client.csrf = await console_login(client)
+        await upload(client, f"{BARE}\n".encode())
+    client.session.cookie_jar.clear()
+    client.csrf = await console_login(client)
+    reply = await upload(client, f"{BARE}\n".encode(), status=429)
+    assert "Trop de contrôles" in await reply.text()
+
+
+# ---------------------------------------------------------------- the download
+
+
+def test_a_cell_a_spreadsheet_would_run_is_neutralised():
+    for formula in ('=HYPERLINK("http://evil")', "@SUM(A1)", "+1+2", "-2+3", "\t=1",
+                    "\r=1", "+cmd|' /C calc'!A0", " =1", "-"):  # fmt: skip
+        assert scrub_page.safe_cell(formula).startswith("'"), formula
+    for data in ("+33612345678", "+33 6 12 34 56 78", "0612345678", "-12", "not a number", ""):
+        assert scrub_page.safe_cell(data) == data
+    assert scrub_page.safe_cell("06\x0012\x1b34\x7f") == "061234"
+    assert scrub_page.safe_cell("=1\x00") == "'=1"
+
+
+async def test_the_download_runs_no_formula(client):
+    content = (
+        b'name;phone\nA;"=HYPERLINK(""http://evil"",""x"")"\nB;+33612345678\n'
+        b"C;06123\x0045678\nD;@SUM(1)\nE;-1+1\n"
+    )
+    reply = await upload(client, content, column="phone")
+    html = await finished(client, reply.headers["Location"])
+    numbers = [r["number"] for r in await download(client, html)]
+    assert numbers == [
+        "'=HYPERLINK(\"http://evil\",\"x\")", "+33612345678", "0612345678", "'@SUM(1)", "'-1+1",
+    ]
+
+
+async def test_the_download_name_cannot_break_its_header(client):
+    reply = await upload(client, f"{BARE}\n".encode())
+    html = await finished(client, reply.headers["Location"])
+    job = next(iter(client.app[SCRUBS].jobs.values()))
+    link = re.search(r'<a id="scrub-download"[^>]* href="([^"]+)"', html).group(1)
+    job.company = 'evil"><img src=x>'
+    header = (await client.get(link)).headers["Content-Disposition"]
+    assert header == f'attachment; filename="scrub-evil___img_src_x_-{job.id}.csv"'
+    job.company = "société"
+    header = (await client.get(link)).headers["Content-Disposition"]
+    assert header.startswith(f'attachment; filename="scrub-soci_t_-{job.id}.csv"; ')
+    assert header.endswith(f"filename*=UTF-8''scrub-soci%C3%A9t%C3%A9-{job.id}.csv")
+
+
+# ---------------------------------------------------------------- messages in the page's language
+
+
+async def test_an_unknown_column_is_named_in_the_pages_language(client):
+    reply = await upload(client, CRM.encode(), column="mobile")
+    location = reply.headers["Location"]
+    french = await finished(client, location)
+    assert 'role="alert"' in french and 'id="scrub-download"' not in french
+    assert "Aucune colonne nommée « mobile »" in french and "name, phone, city" in french
+    english = await finished(client, location + "?lang=en")
+    assert "No column named “mobile”" in english
+
+
+@pytest.mark.parametrize(
+    ("company", "purpose", "french", "english"),
+    [
+        ("acme", "<b>x", "Objet d&#39;appel inconnu « &lt;b&gt;x »",
+         "Unknown call purpose “&lt;b&gt;x”"),
+        ("nope", "prospecting", "Entreprise inconnue « nope » (connues : acme",
+         "Unknown company “nope” (known: acme"),
+    ],
+)  # fmt: skip
+async def test_a_bad_company_or_purpose_is_named(client, company, purpose, french, english):
+    for lang, words in (("fr", french), ("en", english)):
+        form = aiohttp.FormData()
+        form.add_field("csrf", client.csrf)
+        form.add_field("company", company)
+        form.add_field("purpose", purpose)
+        form.add_field("file", f"{BARE}\n".encode(), filename="list.csv")
+        reply = await client.post(f"/console/scrub?lang={lang}", data=form)
+        assert reply.status == 400
+        html = await reply.text()
+        assert words in html and "is not a valid" not in html and 'role="alert"' in html
+    assert not client.app[SCRUBS].jobs
+
+
+async def test_a_store_failure_is_said_in_the_pages_language(client, monkeypatch):
+    async def failing(*args, **kwargs):
+        raise OSError("connection reset by peer")
+        yield  # an async generator
+
+    monkeypatch.setattr(scrub_page, "scrub", failing)
+    reply = await upload(client, f"{BARE}\n".encode())
+    html = await finished(client, reply.headers["Location"])
+    assert "Le stockage n&#39;a pas répondu" in html and "connection reset" not in html

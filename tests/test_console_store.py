@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -214,6 +216,10 @@ FILTERS = [
     LogQuery(since=T0 + timedelta(hours=3), until=T0 + timedelta(hours=7)),
     LogQuery(since=T0 + timedelta(hours=3), until=T0 + timedelta(hours=7), company="acme"),
     LogQuery(since=T0 + timedelta(hours=3), reason="CAP_30_DAYS", verdict="reject"),
+    LogQuery(kind="dry-run"),
+    LogQuery(kind="call", company="acme"),
+    LogQuery(kind="call", reason="CAP_30_DAYS", since=T0 + timedelta(hours=1)),
+    LogQuery(kind="call", since=T0 + timedelta(hours=3), until=T0 + timedelta(hours=7)),
 ]
 
 
@@ -226,6 +232,7 @@ def matches(entry: dict, query: LogQuery) -> bool:
                 for name in ("verdict", "company", "campaign", "callee"))
         and query.caller in (None, entry["caller_in"], entry["caller_out"])
         and (query.reason is None or query.reason in {r["code"] for r in entry["reasons"]})
+        and query.kind in (None, entry["kind"])
     )  # fmt: skip
 
 
@@ -335,6 +342,26 @@ async def test_every_page_is_read_in_an_index_order(store):
         assert "TEMP B-TREE" not in plan and "Sort" not in plan, (query, plan)
         assert "SCAN d" not in plan.replace("SCAN d USING INDEX", ""), (query, plan)
         assert "Seq Scan" not in plan, (query, plan)
+
+
+async def test_the_kind_filter_keeps_the_index_the_other_filters_choose(store):
+    """kind has no index: added to a filter, it must ride on that filter's index range,
+    never turn it into a scan of the log."""
+    for query in PLANNED:
+        alone = await _plan(store, *page_sql(query, None, 50))
+        for kind in ("call", "dry-run"):
+            plan = await _plan(store, *page_sql(replace(query, kind=kind), None, 50))
+            assert "TEMP B-TREE" not in plan and "Sort" not in plan, (query, plan)
+            assert "SCAN d" not in plan.replace("SCAN d USING INDEX", ""), (query, plan)
+            assert "Seq Scan" not in plan, (query, plan)
+            assert _indexes(plan) == _indexes(alone), (query, alone, plan)
+
+
+def _indexes(plan: str) -> list[str]:
+    """The indexes a plan reads, in order (SQLite's and PostgreSQL's wording)."""
+    sqlite = r"USING (?:COVERING |INTEGER )?(?:INDEX (\w+)|(PRIMARY KEY))"
+    postgres = r"Index (?:Only )?Scan (?:Backward )?using (\w+)"
+    return ["".join(found) for found in re.findall(f"{sqlite}|{postgres}", plan)]
 
 
 async def _plan(store, sql: str, params: dict) -> str:

@@ -1,5 +1,8 @@
 """The audit page: the chain's state and a verification on demand, an export of a period
-as `callgate log export` writes it, the retention setting and, for an admin, the purge."""
+as `callgate log export` writes it, the retention setting and, for an admin, the purge.
+
+The purge asks for a confirmation naming its cutoff: the form carries the cutoff it showed,
+and the server never purges past it, nor past the retention at the moment of the purge."""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from callgate.cli_log import export_lines
 from callgate.console import chainstate
 from callgate.console.chainstate import CHAIN
 from callgate.console.render import language, render
-from callgate.inputs import InvalidInput, instant
 from callgate.store.base import LogQuery, StoreError
+from callgate.timeparse import parse_instant
 
 __all__ = ["routes", "start", "stop"]
 
@@ -26,6 +29,15 @@ routes = web.RouteTableDef()
 
 AUDIT = "/console/audit"
 CHUNK = 1 << 16  # bytes of export written at once
+CONFIRMED = "yes"  # the purge form's checkbox value
+
+
+class FieldError(Exception):
+    """A form field the page cannot use, and why, in both languages."""
+
+    def __init__(self, field: str, fr: str, en: str) -> None:
+        super().__init__(f"{field}: {en}")
+        self.field, self.fr, self.en = field, fr, en
 
 
 async def start(app: web.Application) -> None:
@@ -55,7 +67,9 @@ async def export(request: web.Request) -> web.StreamResponse:
     try:
         since = _instant(request, "from")
         until = _instant(request, "to")
-    except InvalidInput as error:
+        if since is not None and until is not None and until <= since:
+            raise FieldError("to", "doit être postérieur à « from »", "must be later than from")
+    except FieldError as error:
         return await _page(request, export_error=error, status=400)
     pseudonymised = request.query.get("pseudonymise") in ("1", "on", "true")
     response = web.StreamResponse(headers={
@@ -100,24 +114,41 @@ async def purge(request: web.Request) -> web.StreamResponse:
         return render(request, "console/error.html", {"status": 403, "message": message}, 403)
     days = request.app[CONFIG].log.retention_days
     if days is None:
-        return await _page(request, purge_error=True, status=409)
+        return await _page(request, purge_error="retention", status=409)
+    form = await request.post()
+    if form.get("confirm") != CONFIRMED:
+        return await _page(request, purge_error="confirm", status=400)
     now = datetime.now(UTC)
     before = now - timedelta(days=days)
+    shown = _posted_instant(form.get("before"))
+    if shown is not None and shown < before:
+        before = shown  # never past the cutoff the officer confirmed
     count = await request.app[STORE].purge_log(before, now)
     raise web.HTTPSeeOther(f"{AUDIT}?" + urlencode({"purged": count}))
 
 
+def _posted_instant(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        return None
+
+
 async def _page(
-    request: web.Request, *, export_error: InvalidInput | None = None,
-    purge_error: bool = False, status: int = 200,
+    request: web.Request, *, export_error: FieldError | None = None,
+    purge_error: str | None = None, status: int = 200,
 ) -> web.Response:  # fmt: skip
     request.app[CHAIN].nudge()
     state = request.app[CHAIN].state()
     purged = request.query.get("purged", "")
+    days = request.app[CONFIG].log.retention_days
     return render(request, "console/audit.html", {
         "chain": state,
         "percent": _percent(state.progress),
-        "retention_days": request.app[CONFIG].log.retention_days,
+        "retention_days": days,
+        "cutoff": datetime.now(UTC) - timedelta(days=days) if days is not None else None,
         "last_purge": await request.app[STORE].last_purge(),
         "is_admin": "admin" in request["session"].scopes,
         "purged": int(purged) if purged.isascii() and purged.isdigit() else None,
@@ -130,7 +161,17 @@ async def _page(
 
 def _instant(request: web.Request, field: str) -> datetime | None:
     text = request.query.get(field, "").strip()
-    return instant(text, field) if text else None
+    if not text:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError:
+        shown = text[:40]
+        raise FieldError(
+            field,
+            f"« {shown} » n'est pas une date (par exemple 2026-11-23T14:30, heure de Paris)",
+            f"“{shown}” is not a date (for example 2026-11-23T14:30, Paris time)",
+        ) from None
 
 
 def _percent(progress: tuple[int, int] | None) -> int:

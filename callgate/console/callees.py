@@ -29,10 +29,12 @@ from callgate.rules import get_pack
 from callgate.rules.fr.cap import CAP_CALLS, CAP_DAYS
 from callgate.rules.fr.consent import consent_expiry, consent_revoked_at
 from callgate.store import Store
-from callgate.store.base import ConsentRecord, LogQuery, OppositionRecord
+from callgate.store.base import WITHDRAWAL_SOURCE, ConsentRecord, LogQuery, OppositionRecord
 from callgate.timeparse import DEFAULT_ZONE
 
-__all__ = ["CalleeView", "ConsentRow", "NextCall", "consent_state", "now", "routes"]
+__all__ = [
+    "CalleeView", "ConsentRow", "NextCall", "consent_state", "now", "routes", "source_label",
+]  # fmt: skip
 
 routes = web.RouteTableDef()
 
@@ -40,6 +42,20 @@ NONE = "'none'"
 RECENT_DECISIONS = 10  # shown on the page; the decision list has the rest
 # The reasons a dry run gives that only time lifts: their lift is shown on the page.
 CAP, COOLDOWN = "CAP_30_DAYS", "REFUSAL_COOLDOWN"
+# The opposition lists callgate itself fills; a list imported under another name keeps it.
+SOURCES: dict[str, tuple[str, str]] = {
+    "bloctel": ("Bloctel (liste nationale d'opposition)", "Bloctel (the national opt-out list)"),
+    "internal": ("Liste d'opposition de l'entreprise", "The company's own opt-out list"),
+    WITHDRAWAL_SOURCE: ("Retrait du consentement par l'appelé", "Consent withdrawn by the callee"),
+}
+
+
+def source_label(source: str, lang: str = "fr") -> str:
+    """An opposition list's name in ``lang``; a name callgate does not know stays as it is."""
+    labels = SOURCES.get(source)
+    if labels is None:
+        return source
+    return labels[1] if lang == "en" else labels[0]
 
 
 def now() -> datetime:
@@ -131,6 +147,7 @@ async def callee_page(request: web.Request) -> web.StreamResponse:
         "decisions_url": "/console/decisions?" + urlencode({"callee": number, **receipt}),
         "cap_calls": CAP_CALLS, "cap_days": CAP_DAYS,
         "cooldown_days": config.rules.refusal_cooldown_days,
+        "source_label": lambda source: source_label(source, lang),
     })  # fmt: skip
 
 
@@ -188,10 +205,17 @@ def _callee_and_company(request: web.Request) -> tuple[str, str | None]:
     chosen = request.query.get("company", "all").strip()
     if chosen in ("", "all"):
         return number, None
+    config = request.app[CONFIG]
     try:
-        return number, company_id(request.app[CONFIG], chosen)
-    except InvalidInput as error:
-        raise BadInput(error.detail) from None
+        return number, company_id(config, chosen)
+    except InvalidInput:
+        known = ", ".join(config.companies) or "-"
+        shown = chosen[:60]
+        raise BadInput(_tr(
+            request,
+            f"Entreprise inconnue « {shown} » (connues : {known}).",
+            f"Unknown company “{shown}” (known: {known}).",
+        )) from None  # fmt: skip
 
 
 def callee_url(number: str) -> str:

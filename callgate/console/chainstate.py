@@ -2,8 +2,10 @@
 
 On startup the whole chain is verified from its anchor; afterwards, every ``interval``
 seconds, only the entries recorded since, continuing from the verifier's state, so that
-watching a log of millions of entries costs a few reads a minute. ``verify_now`` walks it
-all again from the anchor. A break is kept until a full verification no longer finds it.
+watching a log of millions of entries costs a few reads a minute. Increments cannot see an
+entry edited after it was verified: every ``full_interval`` seconds, and whenever
+``verify_now`` asks, the whole chain is walked again from the anchor. A break is kept until
+a full verification no longer finds it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +31,9 @@ log = logging.getLogger("callgate.console")
 # milliseconds, so that checks and pages are answered while a long verification runs.
 BATCH = 1000
 INTERVAL = 60.0  # seconds between two incremental checks
+# Seconds from the end of one full verification to the start of the next: an entry edited
+# behind the store's back is found within this, without anyone asking.
+FULL_INTERVAL = 3600.0
 
 
 @dataclass(frozen=True)
@@ -38,14 +44,23 @@ class ChainState:
     broken: ChainBreak | None  # where it breaks
     running: bool  # a verification is under way (or asked for)
     progress: tuple[int, int] | None  # (entries done, entries to do) while running
+    # When the last verification of the whole chain from its anchor finished (None: none
+    # yet); ``checked_at`` may be later, from a check of the newer entries only.
+    full_checked_at: datetime | None = None
 
 
 class ChainWatch:
     """Verifies the store's chain in a background task; ``state()`` says how it stands."""
 
-    def __init__(self, store: Store, *, interval: float = INTERVAL, batch: int = BATCH) -> None:
+    def __init__(
+        self, store: Store, *, interval: float = INTERVAL, batch: int = BATCH,
+        full_interval: float = FULL_INTERVAL,
+    ) -> None:  # fmt: skip
         self._store = store
         self._interval = interval
+        self._full_interval = full_interval
+        self._full_due: float | None = None  # time.monotonic() of the next periodic pass
+        self._full_checked_at: datetime | None = None
         self._batch = batch
         self._verifier: ChainVerifier | None = None  # None: no full verification yet
         self._anchor: tuple[int, str] | None = None  # the anchor the verifier started from
@@ -66,6 +81,7 @@ class ChainWatch:
             broken=self._broken,
             running=self._full_wanted or self._full_running,
             progress=self._progress,
+            full_checked_at=self._full_checked_at,
         )
 
     def nudge(self) -> None:
@@ -91,6 +107,8 @@ class ChainWatch:
 
     async def _watch(self) -> None:
         while True:
+            if self._full_due is not None and time.monotonic() >= self._full_due:
+                self._full_wanted = True  # due again; retried each interval until it ends
             try:
                 await self._verify(full=self._full_wanted or self._verifier is None)
             except asyncio.CancelledError:
@@ -101,9 +119,18 @@ class ChainWatch:
                 self._progress = None
                 self._full_running = False
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
+                async with asyncio.timeout(self._pause()):
                     await self._wake.wait()
             self._wake.clear()
+
+    def _pause(self) -> float:
+        """Seconds until the next check: the next increment, or the full pass due first.
+        A full pass overdue (it failed: the store is down) is tried again an interval on,
+        not at once in a loop."""
+        until_full = None if self._full_due is None else self._full_due - time.monotonic()
+        if until_full is None or until_full <= 0:
+            return self._interval
+        return min(self._interval, until_full)
 
     async def _verify(self, *, full: bool) -> None:
         if full:
@@ -112,7 +139,8 @@ class ChainWatch:
         verifier = self._verifier
         if not full and self._broken is not None:
             return  # a broken chain stays broken until it is verified whole again
-        if full or verifier is None or _purged_past(anchor, verifier):
+        whole = full or verifier is None or _purged_past(anchor, verifier)
+        if whole:
             self._full_wanted, self._full_running = False, full
             verifier, self._anchor = ChainVerifier(anchor), anchor
         start = _last_seq(verifier)
@@ -131,6 +159,9 @@ class ChainWatch:
             return  # asked again meanwhile: the next pass starts over and reports
         self._verifier, self._broken = verifier, broken
         self._checked_at = datetime.now(UTC)
+        if whole:  # every entry the store holds, walked from its anchor
+            self._full_checked_at = self._checked_at
+            self._full_due = time.monotonic() + self._full_interval
 
     async def _walk(self, verifier: ChainVerifier, after: int, total: int) -> ChainBreak | None:
         done = 0
@@ -179,7 +210,7 @@ async def start(app: web.Application) -> None:
     """Registers the app's ChainWatch and starts it (the audit page's startup hook)."""
     from callgate.api import STORE
 
-    watch = ChainWatch(app[STORE], interval=INTERVAL)
+    watch = ChainWatch(app[STORE], interval=INTERVAL, full_interval=FULL_INTERVAL)
     app[CHAIN] = watch
     watch.start()
 

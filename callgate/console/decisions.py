@@ -19,6 +19,7 @@ from aiohttp import web
 
 from callgate import inputs
 from callgate.api import CONFIG, STORE
+from callgate.auditlog import callee_commit, entry_hash
 from callgate.cli_log import rejudge
 from callgate.config import Config
 from callgate.console.labels import REASONS, reason_label
@@ -27,9 +28,11 @@ from callgate.gate import GATE_CODES
 from callgate.inputs import InvalidInput
 from callgate.numbering import Territory
 from callgate.store.base import Cursor, LogQuery, to_micros
-from callgate.timeparse import DEFAULT_ZONE
+from callgate.timeparse import DEFAULT_ZONE, EARLIEST_YEAR, LATEST_YEAR
 
-__all__ = ["Filters", "cursor_of", "parse_cursor", "parse_filters", "routes"]
+__all__ = [
+    "Filters", "InvalidFilter", "cursor_of", "parse_cursor", "parse_filters", "routes",
+]  # fmt: skip
 
 log = logging.getLogger("callgate.console")
 routes = web.RouteTableDef()
@@ -37,8 +40,9 @@ routes = web.RouteTableDef()
 PAGE = 50
 FEED_LIMIT = 200
 MAX_SEQ = 2**63 - 1
-FILTER_FIELDS = ("from", "to", "verdict", "reason", "company", "campaign", "callee")
+FILTER_FIELDS = ("from", "to", "kind", "verdict", "reason", "company", "campaign", "callee")
 VERDICTS = ("allow", "reject")
+KINDS = ("call", "dry-run")
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _CURSOR = re.compile(r"(-?[0-9]{1,19})\.([0-9]{1,19})")
 _SEQ = re.compile(r"[0-9]{1,19}")
@@ -46,6 +50,25 @@ _SEQ = re.compile(r"[0-9]{1,19}")
 _ID = re.compile(r"[0-9a-fA-F-]{8,36}")
 # The rule that reads the callee's own clock: where it applied, their local time is shown.
 _LOCAL_TIME_RULE = "calling_hours"
+
+
+class InvalidFilter(InvalidInput):
+    """A filter value that cannot be used, said in both of the console's languages."""
+
+    def __init__(self, field: str, english: str, french: str) -> None:
+        super().__init__(field, english)
+        self.french = french
+
+
+def error_text(error: InvalidInput, lang: str) -> str:
+    """What is wrong with a filter, in the page's language."""
+    if lang != "en" and isinstance(error, InvalidFilter):
+        return error.french
+    return error.detail
+
+
+def _shown(value: str) -> str:
+    return value[:40] + ("…" if len(value) > 40 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,30 +93,75 @@ class Filters:
 
 
 def parse_filters(params: Mapping[str, str]) -> Filters:
-    """The filters of a query string; InvalidInput names the first bad one."""
+    """The filters of a query string; InvalidFilter names the first bad one."""
     given = {name: params[name].strip() for name in FILTER_FIELDS if params.get(name, "").strip()}
-    verdict = given.get("verdict")
-    if verdict == "all":
-        del given["verdict"]
-        verdict = None
-    if verdict is not None and verdict not in VERDICTS:
-        raise InvalidInput("verdict", f"expected allow or reject, not {verdict[:40]!r}")
+    verdict = _choice(given, "verdict", VERDICTS, "allow (autorisés) ou reject (refusés)")
+    kind = _choice(given, "kind", KINDS, "call (appels) ou dry-run (essais)")
     reason = given.get("reason")
     if reason is not None:
         reason = given["reason"] = reason.upper()
         if not _REASON.fullmatch(reason):
-            raise InvalidInput("reason", f"{reason[:40]!r} is not a reason code")
+            raise InvalidFilter(
+                "reason", f"{_shown(reason)!r} is not a reason code",
+                f"« {_shown(reason)} » n'est pas un code de motif",
+            )  # fmt: skip
     query = LogQuery(
-        since=inputs.instant(given.get("from"), "from"),
-        until=inputs.instant(given.get("to"), "to"),
-        verdict=verdict, reason=reason,
-        company=inputs.free_text(given.get("company"), "company"),
-        campaign=inputs.free_text(given.get("campaign"), "campaign"),
-        callee=inputs.e164(given["callee"], "callee") if "callee" in given else None,
+        since=_instant(given, "from"), until=_instant(given, "to"),
+        verdict=verdict, reason=reason, kind=kind,
+        company=_text(given, "company"), campaign=_text(given, "campaign"),
+        callee=_number(given, "callee"),
     )  # fmt: skip
     if query.since and query.until and query.until <= query.since:
-        raise InvalidInput("to", "must be later than from")
+        raise InvalidFilter("to", "must be later than from", "doit être postérieure à « Depuis »")
     return Filters(query, given)
+
+
+def _choice(given: dict[str, str], name: str, allowed: tuple[str, ...], french: str) -> str | None:
+    """One of ``allowed``, or None for "all" (left out of the links, as an empty field)."""
+    value = given.get(name)
+    if value == "all":
+        del given[name]
+        return None
+    if value is not None and value not in allowed:
+        raise InvalidFilter(
+            name, f"expected {' or '.join(allowed)}, not {_shown(value)!r}",
+            f"valeur attendue : {french}, pas « {_shown(value)} »",
+        )  # fmt: skip
+    return value
+
+
+def _instant(given: dict[str, str], name: str) -> datetime | None:
+    try:
+        return inputs.instant(given.get(name), name)
+    except InvalidInput as error:
+        french = (
+            f"date invalide : AAAA-MM-JJ ou AAAA-MM-JJTHH:MM attendu (heure de Paris, années"
+            f" {EARLIEST_YEAR} à {LATEST_YEAR}), pas « {_shown(given[name])} »"
+        )
+        raise InvalidFilter(name, error.detail, french) from None
+
+
+def _text(given: dict[str, str], name: str) -> str | None:
+    value = given.get(name)
+    try:
+        return inputs.free_text(value, name)
+    except InvalidInput as error:
+        length = len(value or "")
+        if length > inputs.MAX_TEXT:
+            french = f"au plus {inputs.MAX_TEXT} caractères ({length} donnés)"
+        else:
+            french = "contient un caractère de contrôle ou un caractère invalide"
+        raise InvalidFilter(name, error.detail, french) from None
+
+
+def _number(given: dict[str, str], name: str) -> str | None:
+    if name not in given:
+        return None
+    try:
+        return inputs.e164(given[name], name)
+    except InvalidInput as error:
+        french = f"numéro invalide : « {_shown(given[name])} »"
+        raise InvalidFilter(name, error.detail, french) from None
 
 
 def parse_cursor(text: str | None) -> Cursor | None:
@@ -102,7 +170,10 @@ def parse_cursor(text: str | None) -> Cursor | None:
         return None
     match = _CURSOR.fullmatch(text)
     if match is None or int(match[2]) > MAX_SEQ or abs(int(match[1])) > MAX_SEQ:
-        raise InvalidInput("before", "not a place in the list: follow the page links")
+        raise InvalidFilter(
+            "before", "not a place in the list: follow the page links",
+            "pas une place dans la liste : suivez les liens des pages",
+        )  # fmt: skip
     return Cursor(int(match[1]), int(match[2]))
 
 
@@ -144,7 +215,7 @@ def _invalid_filter(request: web.Request, config: Config, error: InvalidInput) -
         **_form_context(config, filters), "rows": [], "older": None,
         "newest": "/console/decisions",
         "paged": False, "feed": None, "head_seq": 0,
-        "error": {"field": error.field, "detail": error.detail},
+        "error": {"field": error.field, "detail": error_text(error, language(request))},
     }  # fmt: skip
     return render(request, "console/decisions.html", context, status=400)
 
@@ -173,9 +244,12 @@ async def decision_feed(request: web.Request) -> web.Response:
         filters = parse_filters(request.query)
         text = request.query.get("after_seq", "0")
         if not _SEQ.fullmatch(text) or int(text) > MAX_SEQ:
-            raise InvalidInput("after_seq", "expected a sequence number")
+            raise InvalidFilter(
+                "after_seq", "expected a sequence number", "numéro de séquence attendu"
+            )
     except InvalidInput as error:
-        return web.json_response({"error": error.detail, "field": error.field}, status=400)
+        text = error_text(error, lang)
+        return web.json_response({"error": text, "field": error.field}, status=400)
     entries = await request.app[STORE].log_entries(
         filters.query, after_seq=int(text), limit=FEED_LIMIT
     )
@@ -221,9 +295,35 @@ async def decision(request: web.Request) -> web.Response:
     zone = _callee_zone(entry, outcomes)
     context = {
         "entry": entry, "outcomes": outcomes, "differs": differs, "callee_zone": zone,
-        "dry_run": entry["kind"] == "dry-run",
+        "dry_run": entry["kind"] == "dry-run", "altered": alteration(entry),
+        "recomputed": _recomputed_hash(entry),
     }  # fmt: skip
     return render(request, "console/decision.html", context)
+
+
+def alteration(entry: Mapping[str, Any]) -> str | None:
+    """How the entry departs from what was recorded, if it does: "content" when its fields
+    no longer give its hash, "callee" when the number no longer matches its commitment
+    (the hash covers the commitment, not the number). The chain's links are the audit
+    page's business; this is the entry alone, so that one page can say it."""
+    if _recomputed_hash(entry) != entry.get("hash"):
+        return "content"
+    if "callee_salt" in entry:
+        try:
+            commit = callee_commit(entry["callee"], entry.get("callee_in"), entry["callee_salt"])
+        except (KeyError, TypeError, UnicodeEncodeError):
+            return "callee"
+        if commit != entry.get("callee_commit"):
+            return "callee"
+    return None
+
+
+def _recomputed_hash(entry: Mapping[str, Any]) -> str | None:
+    """The entry's hash computed again from its fields (None if they cannot be hashed)."""
+    try:
+        return entry_hash(entry)
+    except (UnicodeEncodeError, RecursionError, TypeError, ValueError):
+        return None
 
 
 async def _judged_again(

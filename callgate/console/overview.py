@@ -30,7 +30,7 @@ from callgate.console.render import language, render
 from callgate.health import store_state
 from callgate.store import Store, StoreError
 
-__all__ = ["Period", "Tally", "node_is_silent", "periods", "routes"]
+__all__ = ["Period", "Tally", "node_is_silent", "period_link", "periods", "routes"]
 
 log = logging.getLogger("callgate.console")
 routes = web.RouteTableDef()
@@ -72,6 +72,12 @@ class Period:
     def start_field(self) -> str:
         """The period's start as the decision list's ``from`` field takes it."""
         return f"{self.first:%Y-%m-%d}T00:00"
+
+    @property
+    def end_field(self) -> str:
+        """The period's end, the midnight after its last day, as the list's ``to`` field
+        takes it (exclusive, as the period's)."""
+        return f"{self.last + timedelta(days=1):%Y-%m-%d}T00:00"
 
 
 @dataclass(slots=True)
@@ -153,7 +159,7 @@ async def overview(request: web.Request) -> web.Response:
         figures, nodes = await _figures_and_nodes(store, spans, now, lang)
     context = {
         "periods": spans, "figures": figures, "nodes": nodes, "store_state": state,
-        "chain": _chain_state(request.app), "now": now, "link": decisions_link,
+        "chain": _chain_state(request.app), "now": now, "link": period_link,
         "newest_seq": max((node["seq"] for node in nodes or ()), default=0),
     }  # fmt: skip
     return render(request, "console/overview.html", context)
@@ -268,6 +274,15 @@ def _chart_text(bars: Sequence[Any], week: Period, lang: str) -> ChartText:
 def decisions_link(**filters: str) -> str:
     """The decision list, filtered."""
     return "/console/decisions?" + urlencode({k: v for k, v in filters.items() if v})
+
+
+def period_link(period: Period, **filters: str) -> str:
+    """The decisions a figure of ``period`` counts: calls only (the figures leave dry runs
+    out), from its first midnight to the one after its last day, so that the list holds
+    as many rows as the figure says."""
+    return decisions_link(
+        **filters, kind="call", **{"from": period.start_field, "to": period.end_field}
+    )
 
 
 def _chain_state(app: web.Application) -> Any:

@@ -11,25 +11,40 @@ column of each line is the number, and a first line without any digit is taken f
 header and skipped (one with digits that is no number is judged: DEST_INVALID). The
 separator is the first line's commonest of ``;``, ``,`` and tab (none: the whole line).
 Quoted fields are read as CSV, but a field may not span lines.
+
+Its encoding: a file that starts with a UTF-16 byte order mark (Excel's "Unicode text") is
+read as UTF-16, decoded as it streams; otherwise each line is read as UTF-8 (a UTF-8 BOM
+dropped) and, when a line is not valid UTF-8, as Windows-1252 (the Latin-1 that Excel
+writes as "CSV" on a French Windows). The choice is made line by line, so that a list
+joined from files of both kinds reads right.
+
+The result CSV is meant to be opened in a spreadsheet: a cell a spreadsheet would run as a
+formula gets a leading ``'``, and control characters are dropped (see ``safe_cell``).
+
+One session judges one list at a time, and the app at most MAX_RUNNING at once: a session
+cannot take every place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import io
 import logging
+import re
 import secrets
 import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
@@ -39,7 +54,17 @@ from callgate.inputs import InvalidInput, company_id
 from callgate.model import Purpose
 from callgate.scrub import MAX_LINE, scrub
 
-__all__ = ["SCRUBS", "TIME_CODES", "ScrubJob", "ScrubJobs", "list_numbers", "routes"]
+__all__ = [
+    "SCRUBS",
+    "TIME_CODES",
+    "Message",
+    "ScrubJob",
+    "ScrubJobs",
+    "download_name",
+    "list_numbers",
+    "routes",
+    "safe_cell",
+]
 
 log = logging.getLogger("callgate.console")
 
@@ -54,6 +79,20 @@ MAX_FIELD = 200  # characters of the column name, the company, the purpose
 TIME_CODES = ("HOURS_OUTSIDE", "DAY_WEEKEND", "DAY_HOLIDAY", "CAP_30_DAYS", "REFUSAL_COOLDOWN")
 RESULT_COLUMNS = ("number", "verdict", "reasons", "retry_after")
 _SEPARATORS = (";", ",", "\t")
+CHUNK = 1 << 16  # bytes of a UTF-16 list decoded at once
+# Control characters a cell of the result loses: all but tab and CR, which a spreadsheet
+# reads as the start of a formula and are neutralised instead (see safe_cell).
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f-\x9f]")
+_PHONE_DIGITS = re.compile(r"[\d ]+")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message for a person, in both of the console's languages."""
+
+    fr: str
+    en: str
 
 
 @dataclass
@@ -74,7 +113,7 @@ class ScrubJob:
     # Per time-lifted reason: the earliest and latest retry_after of the refused numbers.
     passes: dict[str, list[str]] = field(default_factory=dict)
     later: int = 0  # refused numbers that time alone lets through
-    error: str | None = None
+    error: Message | None = None
     finished_at: float | None = None  # time.monotonic()
     task: asyncio.Task[None] | None = None
 
@@ -106,11 +145,20 @@ class ScrubJobs:
         self.folder = folder
         self.max_upload = MAX_UPLOAD
         self.jobs: dict[str, ScrubJob] = {}
-        self.uploading = 0
+        self.uploading: Counter[str] = Counter()  # uploads being received, per session
 
     def busy(self) -> bool:
+        """Every place is taken (uploads being received included)."""
         running = sum(1 for job in self.jobs.values() if job.running)
-        return running + self.uploading >= MAX_RUNNING
+        return running + self.uploading.total() >= MAX_RUNNING
+
+    def busy_for(self, owner: str) -> bool:
+        """The session already has a list being received or judged."""
+        return self.uploading[owner] > 0 or self.running_of(owner) is not None
+
+    def running_of(self, owner: str) -> ScrubJob | None:
+        """The session's list being judged, if any."""
+        return next((j for j in self.jobs.values() if j.owner == owner and j.running), None)
 
     def get(self, job_id: str, owner: str) -> ScrubJob | None:
         job = self.jobs.get(job_id)
@@ -193,11 +241,17 @@ async def scrub_form(request: web.Request) -> web.Response:
 async def scrub_upload(request: web.Request) -> web.StreamResponse:
     """The list in, to a file; a job judges it; on to the job's page."""
     jobs = request.app[SCRUBS]
+    owner = request["session"].id
+    if jobs.busy_for(owner):
+        return _form(request, error=_tr(
+            request, "Votre liste précédente est encore en cours de contrôle : attendez sa fin.",
+            "Your previous list is still being checked: wait for it to finish.",
+        ), previous=jobs.running_of(owner), status=429)  # fmt: skip
     if jobs.busy():
         message = _tr(request, "Trop de contrôles en cours : réessayez dans un moment.",
                       "Too many scrubs under way: try again in a moment.")  # fmt: skip
         return _form(request, error=message, status=429)
-    jobs.uploading += 1
+    jobs.uploading[owner] += 1
     job_id = secrets.token_urlsafe(12)
     upload = jobs.folder / f"{job_id}.upload"
     try:
@@ -206,18 +260,16 @@ async def scrub_upload(request: web.Request) -> web.StreamResponse:
         upload.unlink(missing_ok=True)
         return _form(request, error=refused.message(request), status=refused.status)
     finally:
-        jobs.uploading -= 1
-    config = request.app[CONFIG]
+        jobs.uploading[owner] -= 1
+        if jobs.uploading[owner] <= 0:
+            del jobs.uploading[owner]
     try:
-        company = company_id(config, fields.get("company") or None)
-        purpose = Purpose(fields["purpose"]) if fields.get("purpose") else None
-    except (InvalidInput, ValueError) as error:
+        company, purpose = _call_fields(request, fields)
+    except _Refused as refused:
         upload.unlink(missing_ok=True)
-        detail = error.detail if isinstance(error, InvalidInput) else str(error)
-        return _form(request, error=detail, status=400)
+        return _form(request, error=refused.message(request), status=refused.status)
     job = ScrubJob(
-        job_id, request["session"].id, company, purpose, upload,
-        jobs.folder / f"{job_id}.csv", size,
+        job_id, owner, company, purpose, upload, jobs.folder / f"{job_id}.csv", size,
     )  # fmt: skip
     jobs.add(job)
     job.task = asyncio.create_task(_run(request.app, job, fields.get("column", "").strip()))
@@ -246,8 +298,46 @@ async def scrub_download(request: web.Request) -> web.StreamResponse:
         return _not_found(request)
     return web.FileResponse(job.result, headers={
         "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="scrub-{job.company}-{job.id}.csv"',
+        "Content-Disposition": download_name(f"scrub-{job.company}-{job.id}.csv"),
     })  # fmt: skip
+
+
+def download_name(name: str) -> str:
+    """A Content-Disposition for ``name``: an ASCII name of [A-Za-z0-9._-] (others become
+    ``_``, so that nothing can end the header's quotes), and the name in UTF-8 too when it
+    holds letters that ASCII lacks."""
+    plain = _UNSAFE_NAME.sub("_", name)
+    header = f'attachment; filename="{plain}"'
+    readable = re.sub(r"[^\w.-]", "_", name)
+    if readable != plain:
+        header += "; filename*=UTF-8''" + quote(readable, safe="")
+    return header
+
+
+def _call_fields(request: web.Request, fields: dict[str, str]) -> tuple[str, Purpose | None]:
+    """The form's company and purpose, or _Refused naming what is wrong."""
+    config = request.app[CONFIG]
+    given = fields.get("company") or None
+    try:
+        company = company_id(config, given)
+    except InvalidInput:
+        known = ", ".join(config.companies) or "-"
+        shown = (given or "")[:60]
+        if given is None:
+            raise _Refused(400, f"Choisissez une entreprise (connues : {known}).",
+                           f"Choose a company (known: {known}).") from None  # fmt: skip
+        raise _Refused(400, f"Entreprise inconnue « {shown} » (connues : {known}).",
+                       f"Unknown company “{shown}” (known: {known}).") from None  # fmt: skip
+    wanted = fields.get("purpose", "")
+    if not wanted:
+        return company, None
+    try:
+        return company, Purpose(wanted)
+    except ValueError:
+        known = ", ".join(p.value for p in Purpose)
+        shown = wanted[:60]
+        raise _Refused(400, f"Objet d'appel inconnu « {shown} » (connus : {known}).",
+                       f"Unknown call purpose “{shown}” (known: {known}).") from None  # fmt: skip
 
 
 def _job(request: web.Request) -> ScrubJob | None:
@@ -256,12 +346,15 @@ def _job(request: web.Request) -> ScrubJob | None:
     return jobs.get(request.match_info["job"], request["session"].id)
 
 
-def _form(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
+def _form(
+    request: web.Request, *, error: str | None = None, previous: ScrubJob | None = None,
+    status: int = 200,
+) -> web.Response:  # fmt: skip
     config = request.app[CONFIG]
     return render(request, "console/scrub.html", {
         "companies": list(config.companies), "purposes": [p.value for p in Purpose],
         "default_purpose": config.rules.default_purpose.value, "error": error,
-        "max_upload_mb": request.app[SCRUBS].max_upload // (1 << 20),
+        "previous": previous, "max_upload_mb": request.app[SCRUBS].max_upload // (1 << 20),
     }, status)  # fmt: skip
 
 
@@ -360,12 +453,15 @@ async def _run(app: web.Application, job: ScrubJob, column: str) -> None:
                     job.count(result)
                     writer.writerow(_row(result))
     except _NoColumn as error:
-        job.error = str(error)
+        job.error = error.message
     except asyncio.CancelledError:
         raise
     except Exception as error:  # the store failed: the page says so, the log too
         log.warning("scrub %s stopped: %s", job.id, _first_line(error))
-        job.error = "store error: the scrub stopped; try again"
+        job.error = Message(
+            "Le stockage n'a pas répondu : le contrôle s'est arrêté. Réessayez.",
+            "The store did not answer: the scrub stopped. Try again.",
+        )
     finally:
         job.finished_at = time.monotonic()
         job.read = job.size
@@ -374,7 +470,21 @@ async def _run(app: web.Application, job: ScrubJob, column: str) -> None:
 
 def _row(result: dict[str, Any]) -> tuple[str, str, str, str]:
     reasons = " ".join(result["reasons"])
-    return result["to"], result["verdict"], reasons, result["retry_after"] or ""
+    return safe_cell(result["to"]), result["verdict"], reasons, result["retry_after"] or ""
+
+
+def safe_cell(text: str) -> str:
+    """``text`` as a spreadsheet cell that runs nothing: control characters dropped, and a
+    ``'`` before a cell a spreadsheet would take for a formula (starting with ``=``, ``@``,
+    tab or CR, or with ``+`` or ``-`` not followed by a phone number's digits and spaces:
+    "+33612345678" is data and stays as it is)."""
+    text = _CONTROLS.sub("", text)
+    start = text.lstrip(" ")
+    if start[:1] in ("=", "@", "\t", "\r"):
+        return "'" + text
+    if start[:1] in ("+", "-") and not _PHONE_DIGITS.fullmatch(start[1:]):
+        return "'" + text
+    return text
 
 
 def _first_line(error: Exception) -> str:
@@ -383,7 +493,9 @@ def _first_line(error: Exception) -> str:
 
 
 class _NoColumn(Exception):
-    pass
+    def __init__(self, message: Message) -> None:
+        super().__init__(message.en)
+        self.message = message
 
 
 async def list_numbers(source: BinaryIO, column: str, job: ScrubJob) -> AsyncIterator[str]:
@@ -398,7 +510,10 @@ async def list_numbers(source: BinaryIO, column: str, job: ScrubJob) -> AsyncIte
         wanted = column.strip().casefold()
         if wanted not in header:
             shown = ", ".join(name for name in header if name)[:300] or "-"
-            raise _NoColumn(f"no column named {column[:60]!r} (columns: {shown})")
+            raise _NoColumn(Message(
+                f"Aucune colonne nommée « {column[:60]} » (colonnes : {shown}).",
+                f"No column named “{column[:60]}” (columns: {shown}).",
+            ))  # fmt: skip
         index = header.index(wanted)
         first = None  # the header is no number
     else:
@@ -406,32 +521,87 @@ async def list_numbers(source: BinaryIO, column: str, job: ScrubJob) -> AsyncIte
         if not any(ch.isdigit() for ch in first):
             first = None  # a header: "phone", "numéro"
     if first is not None:
-        yield _field(first, separator, index)
+        yield _number(first, separator, index)
     for count, line in enumerate(lines):
         if line.strip():
-            yield _field(line, separator, index)
+            yield _number(line, separator, index)
         if count % 5000 == 0:
             await asyncio.sleep(0)  # a file read runs without a wait: let the API answer
 
 
-def _lines(source: BinaryIO, job: ScrubJob) -> Any:
-    """The file's lines as text (BOM and line ends dropped); a line over MAX_LINE bytes
-    comes out as a text that names it and is no number."""
+_TOO_LONG = f"(a line longer than {MAX_LINE} bytes)"
+
+
+def _lines(source: BinaryIO, job: ScrubJob) -> Iterator[str]:
+    """The file's lines as text (BOM and line ends dropped), in its encoding (see the
+    module's docstring); a line over MAX_LINE bytes (characters, in UTF-16) comes out as a
+    text that names it and is no number."""
+    head = source.read(2)
+    source.seek(0)
+    if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return _utf16_lines(source, job)
+    return _byte_lines(source, job)
+
+
+def _byte_lines(source: BinaryIO, job: ScrubJob) -> Iterator[str]:
     for raw in iter(lambda: source.readline(MAX_LINE + 1), b""):
         job.read += len(raw)
         if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
             while (rest := source.readline(1 << 16)) and not rest.endswith(b"\n"):
                 job.read += len(rest)
             job.read += len(rest)
-            yield f"(a line longer than {MAX_LINE} bytes)"
+            yield _TOO_LONG
             continue
-        yield raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+        yield _decoded(raw).lstrip("\ufeff").rstrip("\r\n")
+
+
+def _decoded(raw: bytes) -> str:
+    """A line in UTF-8 or, when it is not valid UTF-8, in Windows-1252."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")  # five bytes have no character there
+
+
+def _utf16_lines(source: BinaryIO, job: ScrubJob) -> Iterator[str]:
+    """The lines of a UTF-16 file (its BOM tells the byte order), decoded as it streams:
+    a line's end is a character there, not a byte."""
+    decoder = codecs.getincrementaldecoder("utf-16")("replace")
+    line: list[str] = []  # the line being read, in pieces
+    length = 0  # its characters; -1: over MAX_LINE, its rest dropped
+    while True:
+        chunk = source.read(CHUNK)
+        job.read += len(chunk)
+        *ends, tail = decoder.decode(chunk, final=not chunk).split("\n")
+        for piece in ends:
+            yield _utf16_line(line, length, piece)
+            line, length = [], 0
+        if length >= 0:
+            line.append(tail)
+            length += len(tail)
+            if length > MAX_LINE:
+                line, length = [], -1
+        if not chunk:
+            break
+    if length:
+        yield _utf16_line(line, length, "")
+
+
+def _utf16_line(pieces: list[str], length: int, last: str) -> str:
+    if length < 0 or length + len(last) > MAX_LINE:
+        return _TOO_LONG
+    return ("".join(pieces) + last).lstrip("\ufeff").rstrip("\r")
 
 
 def _fields(line: str, separator: str) -> list[str]:
     if not separator:
         return [line]
     return next(csv.reader(io.StringIO(line), delimiter=separator), [""])
+
+
+def _number(line: str, separator: str, index: int) -> str:
+    """The line's number; a line too long to read says so, whatever the column."""
+    return line if line == _TOO_LONG else _field(line, separator, index)
 
 
 def _field(line: str, separator: str, index: int) -> str:

@@ -112,6 +112,7 @@ class LogQuery:
     campaign: str | None = None
     callee: str | None = None  # E.164
     caller: str | None = None  # as presented or as rewritten
+    kind: str | None = None  # "call" or "dry-run"; None: every kind
 
     def sql(self) -> tuple[str, dict[str, Any]]:
         """`` AND ...`` conditions with named parameters, and their values."""
@@ -122,7 +123,7 @@ class LogQuery:
         if self.until:
             conditions.append("at < :until")
             params["until"] = to_micros(self.until)
-        for name in ("verdict", "company", "campaign", "callee"):
+        for name in ("verdict", "company", "campaign", "callee", "kind"):
             value = getattr(self, name)
             if value is not None:
                 conditions.append(f"{name} = :{name}")

@@ -239,7 +239,10 @@ def page_sql(query: LogQuery, before: Cursor | None, limit: int) -> tuple[str, d
     if query.until is not None:
         conditions.append(f"{order}.at < :until")
         params["until"] = to_micros(query.until)
-    for name in ("verdict", "company", "campaign", "callee"):
+    # kind has no index of its own: it filters the rows of the index the other filters
+    # choose, in that index's order (calls are nearly all of a log, so a page of calls
+    # still ends after about ``limit`` rows).
+    for name in ("verdict", "company", "campaign", "callee", "kind"):
         if (value := getattr(query, name)) is not None:
             conditions.append(f"d.{name} = :{name}")
             params[name] = value
