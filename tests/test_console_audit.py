@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 from datetime import UTC, datetime
+from html import unescape as html_unescape
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -88,7 +89,10 @@ async def test_a_tampered_row_is_shown_broken_at_its_seq_after_verify(admin, sto
     await settled(client)
     kind, text = chain_box(await (await client.get("/console/audit")).text())
     assert kind == "bad"
-    assert '<strong class="break-seq">4</strong>' in text and "edited" in text
+    assert '<strong class="break-seq">4</strong>' in text
+    assert "modifiée : son contenu ne correspond plus à son empreinte" in text
+    english = (await (await client.get("/console/audit?lang=en")).text())
+    assert "edited: its content does not match its hash" in chain_box(english)[1]
 
 
 async def test_the_page_follows_a_verification_under_way(admin, monkeypatch):
@@ -161,7 +165,8 @@ async def test_the_retention_and_the_purge(store):
         assert (await client.post("/console/audit/purge", data={})).status == 403  # no CSRF
         posted = await client.post("/console/audit/purge", data={"csrf": csrf, "confirm": "yes"},
                                    allow_redirects=False)  # fmt: skip
-        assert posted.status == 303 and posted.headers["Location"] == "/console/audit?purged=3"
+        assert posted.status == 303
+        assert posted.headers["Location"] == "/console/audit?purged=3&kept=0"
         assert [e["seq"] for e in await store.log_entries(LogQuery())] == [4, 5]
         html = await (await client.get(posted.headers["Location"])).text()
         assert 'id="purge-result"' in html
@@ -242,7 +247,7 @@ async def test_the_purge_needs_its_confirmation(store):
             "/console/audit/purge", allow_redirects=False,
             data={"csrf": csrf, "confirm": "yes", "before": "2000-01-01T00:00:00+00:00"},
         )  # fmt: skip
-        assert posted.headers["Location"] == "/console/audit?purged=0"
+        assert posted.headers["Location"] == "/console/audit?purged=0&kept=0"
         assert len(await store.log_entries(LogQuery())) == 3
     finally:
         await client.close()
@@ -254,12 +259,31 @@ async def test_a_purge_with_nothing_to_purge_says_so(store):
     try:
         posted = await client.post("/console/audit/purge", data={"csrf": csrf, "confirm": "yes"},
                                    allow_redirects=False)  # fmt: skip
-        assert posted.headers["Location"] == "/console/audit?purged=0"
+        assert posted.headers["Location"] == "/console/audit?purged=0&kept=0"
         html = await (await client.get(posted.headers["Location"])).text()
         result = re.search(r'id="purge-result">([^<]*)</p>', html).group(1)
         assert result.startswith("Rien à purger")
         assert re.search(r'<dd id="last-purge">jamais \(rien à purger\)</dd>', html)
         assert len(await store.log_entries(LogQuery())) == 2
+    finally:
+        await client.close()
+
+
+async def test_a_purge_says_which_older_decisions_it_kept(store):
+    """A decision recorded with a past date after a newer one stays (a purge cuts the
+    chain's start only): the page says so rather than "nothing to purge"."""
+    await record_calls(store, 1, start=datetime.now(UTC) - days(1))
+    await record_calls(store, 2, start=datetime.now(UTC) - days(90))
+    client, csrf = await open_client(store)
+    try:
+        posted = await client.post("/console/audit/purge", data={"csrf": csrf, "confirm": "yes"},
+                                   allow_redirects=False)  # fmt: skip
+        assert posted.headers["Location"] == "/console/audit?purged=0&kept=2"
+        html = await (await client.get(posted.headers["Location"])).text()
+        assert 'id="purge-result"' not in html and "rien à purger" not in html
+        kept = re.search(r'id="purge-kept">([^<]*)</p>', html).group(1)
+        assert html_unescape(kept).startswith("2 décisions datées d'avant la date limite")
+        assert len(await store.log_entries(LogQuery())) == 3
     finally:
         await client.close()
 

@@ -123,8 +123,16 @@ async def purge(request: web.Request) -> web.StreamResponse:
     shown = _posted_instant(form.get("before"))
     if shown is not None and shown < before:
         before = shown  # never past the cutoff the officer confirmed
-    count = await request.app[STORE].purge_log(before, now)
-    raise web.HTTPSeeOther(f"{AUDIT}?" + urlencode({"purged": count}))
+    store = request.app[STORE]
+    count = await store.purge_log(before, now)
+    # A purge cuts the chain at its start only: a decision recorded with a past date, after
+    # a newer one, stays. Say how many, or "nothing to purge" would be untrue.
+    kept = sum(n for _, n in await store.log_counts(LogQuery(until=before), "verdict"))
+    raise web.HTTPSeeOther(f"{AUDIT}?" + urlencode({"purged": count, "kept": kept}))
+
+
+def _count(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
 
 
 def _posted_instant(value: object) -> datetime | None:
@@ -151,7 +159,8 @@ async def _page(
         "cutoff": datetime.now(UTC) - timedelta(days=days) if days is not None else None,
         "last_purge": await request.app[STORE].last_purge(),
         "is_admin": "admin" in request["session"].scopes,
-        "purged": int(purged) if purged.isascii() and purged.isdigit() else None,
+        "purged": _count(purged),
+        "kept": _count(request.query.get("kept", "")) or 0,
         "export_error": export_error,
         "purge_error": purge_error,
         "form": {name: request.query.get(name, "") for name in ("from", "to")},

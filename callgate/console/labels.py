@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["PURPOSES", "REASONS", "purpose_label", "reason_label"]
+import re
+
+__all__ = ["PURPOSES", "REASONS", "chain_problem", "purpose_label", "reason_label"]
 
 # Short labels; the decision page shows the logged message and the rule's legal source.
 REASONS: dict[str, tuple[str, str]] = {
@@ -56,3 +58,28 @@ def purpose_label(purpose: str, lang: str = "fr") -> str:
     if labels is None:
         return str(purpose)
     return labels[1] if lang == "en" else labels[0]
+
+
+# What callgate.auditlog says of a break, in French: its wording, with the numbers kept.
+_PROBLEMS: tuple[tuple[str, str], ...] = (
+    (r"edited: its content does not match its hash",
+     "modifiée : son contenu ne correspond plus à son empreinte"),
+    (r"edited: the callee number was changed", "modifiée : le numéro appelé a été changé"),
+    (r"edited: it holds an invalid code point \(a lone surrogate\)",
+     "modifiée : elle contient un caractère invalide"),
+    (r"entries (\d+) to (\d+) before it were removed",
+     r"les entrées \1 à \2 qui la précèdent ont été supprimées"),
+    (r"out of order: seq (\d+) comes after seq (\d+)",
+     r"hors d'ordre : seq \1 vient après seq \2"),
+    (r"not a log entry: (.*)", r"ce n'est pas une entrée du journal (\1)"),
+)  # fmt: skip
+
+
+def chain_problem(problem: str, lang: str = "fr") -> str:
+    """Why the chain breaks there, in ``lang``; a wording not known here stays as it is."""
+    if lang == "en":
+        return problem
+    for pattern, french in _PROBLEMS:
+        if re.fullmatch(pattern, problem):
+            return re.sub(pattern, french, problem)
+    return problem
