@@ -445,3 +445,16 @@ async def test_a_row_edited_in_the_database_is_flagged_on_its_page(
     page = await (await client.get(f"/console/decisions/{intact}")).text()
     assert altered_alert(page) is None and 'role="alert"' not in page
     assert chain_place(page).split()[-1] == "intact"
+
+
+def test_each_rule_of_the_pack_has_its_french_words_and_keeps_its_source():
+    from callgate.console.labels import RULES, rule_text
+    from callgate.rules.fr import SOLICITATION_RULES
+
+    for rule in SOLICITATION_RULES:
+        source = rule.__doc__.partition(": ")[0]
+        french = rule_text(rule.__name__, rule.__doc__, "fr")
+        assert rule.__name__ in RULES
+        assert french.startswith(f"{source} : ") and french.endswith(".")
+        assert rule_text(rule.__name__, rule.__doc__, "en") == rule.__doc__
+    assert rule_text("some_new_rule", "Art. 1: a text", "fr") == "Art. 1: a text"

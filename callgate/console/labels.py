@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PURPOSES", "REASONS", "chain_problem", "purpose_label", "reason_label"]
+__all__ = [
+    "PURPOSES", "REASONS", "RULES", "chain_problem", "purpose_label", "reason_label", "rule_text",
+]
 
 # Short labels; the decision page shows the logged message and the rule's legal source.
 REASONS: dict[str, tuple[str, str]] = {
@@ -83,3 +85,28 @@ def chain_problem(problem: str, lang: str = "fr") -> str:
         if re.fullmatch(pattern, problem):
             return re.sub(pattern, french, problem)
     return problem
+
+
+# What each rule of the French pack checks, in French. Its legal source is not repeated
+# here: it stays in the rule's docstring, the one place it is written.
+RULES: dict[str, str] = {
+    "caller_id": "garder un numéro présenté conforme, sinon le remplacer par un numéro du parc",
+    "destination_in_scope": "les règles françaises ne jugent que les appels vers la France",
+    "calling_hours": "du lundi au vendredi, de 10 h à 13 h et de 14 h à 20 h, hors jours fériés",
+    "thirty_day_cap": "pas plus de 4 appels d'une entreprise à un même appelé en 30 jours",
+    "refusal_cooldown": "« soixante jours calendaires révolus » après le refus de l'appelé",
+    "sector_ban": "les secteurs interdits de prospection ne gardent que les appels sous contrat",
+    "opposition_listed": "pas de prospection d'un appelé opposé (presse exemptée, L223-5)",
+    "prospecting_consent": "la prospection exige le consentement préalable de l'appelé",
+    "contract_in_progress": "un appel au titre d'un contrat exige un contrat en cours",
+}
+
+
+def rule_text(rule: str, checks: str, lang: str = "fr") -> str:
+    """A rule's "source: what it checks" (its docstring, ``checks``), the second half in
+    ``lang``; a rule not listed here keeps its docstring as it is."""
+    source, separator, _ = checks.partition(": ")
+    french = RULES.get(rule)
+    if lang == "en" or french is None or not separator:
+        return checks
+    return f"{source} : {french}."

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 from aiohttp import web
 
-from callgate.console.labels import chain_problem, purpose_label, reason_label
+from callgate.console.labels import chain_problem, purpose_label, reason_label, rule_text
 from callgate.timeparse import DEFAULT_ZONE
 
 __all__ = ["LANGS", "error_page", "language", "localtime", "number", "paris", "render"]
@@ -113,5 +113,6 @@ def _environment() -> jinja2.Environment:
     env.filters["num"] = jinja2.pass_context(lambda ctx, n: number(n, ctx["lang"]))
     env.filters["reason_text"] = jinja2.pass_context(lambda ctx, c: reason_label(c, ctx["lang"]))
     env.filters["problem_text"] = jinja2.pass_context(lambda ctx, p: chain_problem(p, ctx["lang"]))
+    env.globals["rule_text"] = rule_text
     env.filters["purpose_text"] = jinja2.pass_context(lambda ctx, p: purpose_label(p, ctx["lang"]))
     return env
