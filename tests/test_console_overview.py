@@ -275,7 +275,7 @@ async def listed(client, url: str) -> int:
 
 
 def linked_figures(html: str) -> list[tuple[int, str]]:
-    """Every figure of the reasons' table that links to the list: (figure, link)."""
+    """Every figure of a table that links to the list: (figure, link)."""
     cells = re.findall(r'<td class="num"><a href="([^"]+)">([^<]+)</a></td>', html)
     return [(int(re.sub(r"\D", "", figure)), url) for url, figure in cells]
 
@@ -306,6 +306,10 @@ async def test_each_figure_links_to_a_list_of_as_many_decisions(client, store):
         url = re.search(rf'<a href="([^"]+)">{name}</a>', rows).group(1)
         month = figures(rows)[name][-2:]  # allowed, rejected over 30 days
         assert await listed(client, url) == sum(month) > 0, table_id
+        cells = linked_figures(rows)  # each non-zero figure of each period
+        assert len(cells) >= 2, table_id
+        for figure, cell_url in cells:
+            assert await listed(client, cell_url) == figure, cell_url
 
 
 async def test_health_shows_the_store_and_each_node_with_a_silence_warning(client, store):
