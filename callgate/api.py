@@ -50,7 +50,7 @@ from callgate.store.base import AppointmentRecord, LogQuery
 from callgate.throttle import INTERVAL, Throttle
 from callgate.tokens import Tokens
 
-__all__ = ["connection_limit", "make_app", "serve"]
+__all__ = ["connection_limit", "first_line", "make_app", "serve"]
 
 log = logging.getLogger("callgate.api")
 
@@ -185,7 +185,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except (StoreError, sqlite3.Error) as error:  # a full disk, a lock held past the wait
         metrics.STORE_ERRORS.inc()
         if _STORE_FAILURES.due(type(error).__name__):
-            log.error("store error: %s", _first_line(error))
+            log.error("store error: %s", first_line(error))
         if is_console(request.path):
             return error_page(request, 503)
         return _problem(503, "store_unavailable", "the store cannot answer; try again")
@@ -242,12 +242,12 @@ async def _read(request: web.Request) -> bytes:
     except TimeoutError:
         raise Unreadable(408, "the body did not arrive in time") from None
     except (RequestPayloadError, HttpProcessingError) as error:
-        raise Unreadable(400, f"the body cannot be read: {_first_line(error)}") from None
+        raise Unreadable(400, f"the body cannot be read: {first_line(error)}") from None
     except ConnectionError as error:
-        raise ClientGone(_first_line(error)) from None
+        raise ClientGone(first_line(error)) from None
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """An error in one short line, for a log or a message."""
     if isinstance(error, RequestPayloadError) and error.__cause__ is not None:
         error = error.__cause__  # what the body's parser found
@@ -391,7 +391,7 @@ async def scrub_list(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     company = inputs.company_id(config, _query(request, "company"))
     purpose = _choice(dict(request.query), "purpose", Purpose)
-    caller = _query(request, "from") or (config.companies[company].numbers or ("",))[0]
+    caller = _query(request, "from") or config.companies[company].first_number
     now = inputs.instant(_query(request, "at"), "at") or datetime.now(UTC)
     stall = config.api.stall_timeout
     # The list's first piece is read before the answer begins: a body that cannot be read
@@ -418,7 +418,7 @@ async def scrub_list(request: web.Request) -> web.StreamResponse:
     except ClientGone as error:
         _cut(request, f"the client went away: {error}")
     except ConnectionError as error:  # writing the answer
-        _cut(request, f"the client went away: {_first_line(error)}")
+        _cut(request, f"the client went away: {first_line(error)}")
     except Unreadable as error:
         _cut(request, error.reason)
     return response
@@ -452,9 +452,9 @@ async def _chunks(request: web.Request, stall: float) -> AsyncIterator[bytes]:
         except TimeoutError:
             raise Unreadable(408, f"the list stalled for {stall:g} s") from None
         except (RequestPayloadError, HttpProcessingError) as error:
-            raise Unreadable(400, f"the list cannot be read: {_first_line(error)}") from None
+            raise Unreadable(400, f"the list cannot be read: {first_line(error)}") from None
         except ConnectionError as error:
-            raise ClientGone(_first_line(error)) from None
+            raise ClientGone(first_line(error)) from None
         if not chunk:
             return
         yield chunk

@@ -506,10 +506,16 @@ async def _purge(args: argparse.Namespace, config: Config, store: Store) -> int:
     return EXIT_OK
 
 
+async def dated_before(store: Store, before: datetime) -> int:
+    """How many entries of the log are dated before ``before``: after a purge, those it had
+    to keep (they come after a newer one)."""
+    return sum(count for _, count in await store.log_counts(LogQuery(until=before), "verdict"))
+
+
 async def _report_kept_older(store: Store, before: datetime) -> None:
     """Say so when decisions dated before the cutoff were kept: a purge cuts the chain at
     its start only, so one recorded with a past date stays behind a newer one."""
-    older = sum(count for _, count in await store.log_counts(LogQuery(until=before), "verdict"))
+    older = await dated_before(store, before)
     if not older:
         return
     first = (await store.log_entries(LogQuery(), limit=1))[0]  # the one the purge stopped at

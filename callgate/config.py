@@ -61,6 +61,12 @@ class Company:
     sector: str | None = None
     numbers: tuple[str, ...] = ()  # normalised: E.164, or a short code such as 3010
 
+    @property
+    def first_number(self) -> str:
+        """The caller of a check made for the company rather than for an agent's call (a
+        scrubbed list, "when may we call next"): its first number, or none."""
+        return self.numbers[0] if self.numbers else ""
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSettings:

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from callgate.config import Config
     from callgate.store.base import Store
 
-__all__ = ["FORMATS", "LANGUAGES", "MEDIA_TYPES", "RETENTION_YEARS", "consent_receipt"]
+__all__ = [
+    "FORMATS", "LANGUAGES", "MEDIA_TYPES", "RETENTION_YEARS", "consent_receipt", "consent_state",
+]  # fmt: skip
 
 MEDIA_TYPES = {
     "text": "text/plain; charset=utf-8",
@@ -279,6 +281,32 @@ def _section(
     return _Section(t["consent"].format(n=n, total=total, id=record.id), state, tuple(rows))
 
 
+def consent_state(
+    record: ConsentRecord, oppositions: list[OppositionRecord], expiry: datetime, now: datetime
+) -> tuple[str, datetime | None]:
+    """(active | upcoming | revoked | expired, when it ended) as of ``now``: whatever ended
+    the consent first, a revocation or an expiry at ``now`` included. The receipt and the
+    console's callee page both say what this says."""
+    consent = record.consent
+    revoked = consent_revoked_at(consent, _opt_outs(record, oppositions))
+    if revoked is not None and revoked <= now and revoked <= expiry:
+        return "revoked", revoked
+    if expiry <= now:
+        return "expired", expiry
+    if consent.given_at > now:
+        return "upcoming", None
+    return "active", None
+
+
+def _opt_outs(record: ConsentRecord, oppositions: list[OppositionRecord]) -> list[Opposition]:
+    """The entries that revoke this company's consents: its own and every company's
+    (RULES-FR §4)."""
+    return [
+        Opposition(o.source, o.added_at, o.company, o.removed_at)
+        for o in oppositions if o.company is None or o.company == record.company
+    ]  # fmt: skip
+
+
 def _state(
     record: ConsentRecord,
     entries: list[OppositionRecord],
@@ -286,32 +314,28 @@ def _state(
     now: datetime,
     t: dict[str, str],
 ) -> tuple[str, datetime | None, str]:
-    """(state, when it ended or None, the words for it) as of ``now``. Whatever ended the
-    consent first is what the receipt names: an opt-out after the expiry changes nothing."""
+    """(state, when it ended or None, the words for it) as of ``now``; a revocation is
+    named by what made it: the consent's own, or the opt-out entry."""
     c = record.consent
-    # Only this company's entries and every company's revoke its consents (RULES-FR §4).
-    applicable = [e for e in entries if e.company is None or e.company == record.company]
-    revoked = consent_revoked_at(
-        c, [Opposition(e.source, e.added_at, e.company, e.removed_at) for e in applicable]
-    )
-    if revoked is not None and revoked <= now and revoked <= expiry:
-        at = local_text(revoked)
-        if revoked == c.revoked_at:
+    state, ended = consent_state(record, entries, expiry, now)
+    if state == "revoked":
+        assert ended is not None
+        at = local_text(ended)
+        if ended == c.revoked_at:
             # A withdrawal also lists the number at the same instant: the consent's own
             # revocation says how, so it wins the tie.
             how = "withdrawn" if c.revoked_how == "withdrawn" else "revoked"
-            return how, revoked, t[how].format(at=at)
-        entry = min((e for e in applicable if e.added_at == revoked), key=lambda e: e.id)
+            return how, ended, t[how].format(at=at)
+        applicable = [e for e in entries if e.company is None or e.company == record.company]
+        entry = min((e for e in applicable if e.added_at == ended), key=lambda e: e.id)
         whom = t["opt_out_all"] if entry.company is None else t["opt_out_one"]
         if entry.removed_at is not None:
             whom += ", " + t["removed"].format(at=local_text(entry.removed_at))
         text = t["opted_out"].format(at=at, source=_clean(entry.source), whom=whom)
-        return "opted_out", revoked, text
-    if expiry <= now:
-        return "expired", expiry, t["expired"].format(at=local_text(expiry))
-    if c.given_at > now:
-        return "upcoming", None, t["upcoming"]
-    return "active", None, t["active"]
+        return "opted_out", ended, text
+    if state == "expired":
+        return state, ended, t["expired"].format(at=local_text(ended))
+    return state, ended, t[state]
 
 
 def _company_text(config: Config, company_id: str) -> str:

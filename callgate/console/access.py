@@ -29,7 +29,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from callgate.console.render import language, render
+from callgate.console.render import render, tr
 
 __all__ = [
     "LOGIN_CSRF_COOKIE",
@@ -225,7 +225,7 @@ _CSRF_EN = "The form's security token is missing or wrong: reload the page and t
 
 
 def _refused(request: web.Request, status: int, french: str, english: str) -> web.Response:
-    text = english if language(request) == "en" else french
+    text = tr(request, french, english)
     return web.Response(status=status, text=text + "\n", content_type="text/plain")
 
 

@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from callgate.api import CONFIG, STORE
-from callgate.cli_log import export_lines
+from callgate.cli_log import dated_before, export_lines
 from callgate.console import chainstate
 from callgate.console.chainstate import CHAIN
-from callgate.console.render import language, render
+from callgate.console.render import error_page, render, tr
 from callgate.store.base import LogQuery, StoreError
 from callgate.timeparse import parse_instant
 
@@ -109,9 +109,9 @@ async def _send(response: web.StreamResponse, lines: AsyncIterator[str]) -> None
 async def purge(request: web.Request) -> web.StreamResponse:
     """Purges the log per ``[log] retention_days``, as `callgate log purge` does."""
     if "admin" not in request["session"].scopes:
-        message = _tr(request, "Seul un jeton admin peut purger le journal.",
+        message = tr(request, "Seul un jeton admin peut purger le journal.",
                       "Only an admin token may purge the log.")  # fmt: skip
-        return render(request, "console/error.html", {"status": 403, "message": message}, 403)
+        return error_page(request, 403, message)
     days = request.app[CONFIG].log.retention_days
     if days is None:
         return await _page(request, purge_error="retention", status=409)
@@ -127,7 +127,7 @@ async def purge(request: web.Request) -> web.StreamResponse:
     count = await store.purge_log(before, now)
     # A purge cuts the chain at its start only: a decision recorded with a past date, after
     # a newer one, stays. Say how many, or "nothing to purge" would be untrue.
-    kept = sum(n for _, n in await store.log_counts(LogQuery(until=before), "verdict"))
+    kept = await dated_before(store, before)
     raise web.HTTPSeeOther(f"{AUDIT}?" + urlencode({"purged": count, "kept": kept}))
 
 
@@ -196,6 +196,3 @@ def _file_name(since: datetime | None, until: datetime | None, pseudonymised: bo
     name = f"callgate-log-{day(since, 'start')}-{day(until, 'now')}"
     return name + ("-pseudonymised" if pseudonymised else "") + ".jsonl"
 
-
-def _tr(request: web.Request, french: str, english: str) -> str:
-    return english if language(request) == "en" else french

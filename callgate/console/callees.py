@@ -12,28 +12,29 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 from callgate.api import CONFIG, STORE
 from callgate.config import Config
-from callgate.console.render import language, render
+from callgate.console.render import error_page, language, render, tr
 from callgate.gate import check_call
 from callgate.inputs import InvalidInput, company_id, e164
-from callgate.model import CallRequest, Consent, Decision, Opposition, Purpose
+from callgate.model import CallRequest, Decision, Purpose
 from callgate.numbering import parse_number
-from callgate.receipt import consent_receipt
+from callgate.receipt import consent_receipt, consent_state
 from callgate.rules import get_pack
-from callgate.rules.fr.cap import CAP_CALLS, CAP_DAYS
-from callgate.rules.fr.consent import consent_expiry, consent_revoked_at
+from callgate.rules.fr.cap import CAP_CALLS, CAP_DAYS, counted_until, first_counted_day
+from callgate.rules.fr.consent import consent_expiry
+from callgate.rules.fr.cooldown import cooldown_ends
 from callgate.store import Store
 from callgate.store.base import WITHDRAWAL_SOURCE, ConsentRecord, LogQuery, OppositionRecord
 from callgate.timeparse import DEFAULT_ZONE
 
 __all__ = [
-    "CalleeView", "ConsentRow", "NextCall", "consent_state", "now", "routes", "source_label",
+    "CalleeView", "ConsentRow", "NextCall", "now", "routes", "source_label",
 ]  # fmt: skip
 
 routes = web.RouteTableDef()
@@ -126,7 +127,7 @@ async def find_callee(request: web.Request) -> web.StreamResponse:
     try:
         number = e164(given, "number")
     except InvalidInput:
-        return _error(request, 400, _not_a_number(request, given))
+        return error_page(request, 400, _not_a_number(request, given))
     raise web.HTTPSeeOther(callee_url(number))
 
 
@@ -135,7 +136,7 @@ async def callee_page(request: web.Request) -> web.StreamResponse:
     try:
         number, company = _callee_and_company(request)
     except BadInput as error:
-        return _error(request, 400, error.message)
+        return error_page(request, 400, error.message)
     config = request.app[CONFIG]
     view = await callee_view(request.app[STORE], config, number, company, now())
     receipt = {"company": company} if company else {}
@@ -159,10 +160,10 @@ async def callee_receipt(request: web.Request) -> web.StreamResponse:
         fmt = request.query.get("format", "html")
         lang = request.query.get("lang", language(request))
         if fmt not in ("html", "pdf", "text") or lang not in ("fr", "en"):
-            raise BadInput(_tr(request, "Format ou langue inconnus.",
+            raise BadInput(tr(request, "Format ou langue inconnus.",
                                "Unknown format or language."))  # fmt: skip
     except BadInput as error:
-        return _error(request, 400, error.message)
+        return error_page(request, 400, error.message)
     document, media_type = await consent_receipt(
         request.app[STORE], request.app[CONFIG], number, company, fmt, now(), lang=lang
     )
@@ -211,7 +212,7 @@ def _callee_and_company(request: web.Request) -> tuple[str, str | None]:
     except InvalidInput:
         known = ", ".join(config.companies) or "-"
         shown = chosen[:60]
-        raise BadInput(_tr(
+        raise BadInput(tr(
             request,
             f"Entreprise inconnue « {shown} » (connues : {known}).",
             f"Unknown company “{shown}” (known: {known}).",
@@ -227,20 +228,14 @@ def _receipt_url(number: str, query: dict[str, str]) -> str:
 
 
 def _not_a_number(request: web.Request, given: str) -> str:
-    shown = given[:60] or _tr(request, "(vide)", "(empty)")
-    return _tr(
+    shown = given[:60] or tr(request, "(vide)", "(empty)")
+    return tr(
         request,
         f"« {shown} » n'est pas un numéro de téléphone valide.",
         f"“{shown}” is not a valid phone number.",
     )
 
 
-def _error(request: web.Request, status: int, message: str) -> web.Response:
-    return render(request, "console/error.html", {"status": status, "message": message}, status)
-
-
-def _tr(request: web.Request, french: str, english: str) -> str:
-    return english if language(request) == "en" else french
 
 
 # ---------------------------------------------------------------- what the page shows
@@ -259,10 +254,10 @@ async def callee_view(
     shown_oppositions = [o for o in oppositions if company is None or o.company in (None, company)]
     next_calls = await _next_calls(store, config, number, companies, at)
     today = at.astimezone(zone).date()
-    first_day = today - timedelta(days=CAP_DAYS - 1)
+    first_day = first_counted_day(today)
     attempts = sorted(
         # RULES-FR §3.1: a call counts on its callee-local date and the 29 days after.
-        (AttemptRow(c, a.at, a.purpose.value, _midnight(day + timedelta(days=CAP_DAYS), zone))
+        (AttemptRow(c, a.at, a.purpose.value, counted_until(day, zone))
          for c, known in facts.items() for a in known.attempts
          if first_day <= (day := a.at.astimezone(zone).date()) <= today),
         key=lambda row: row.at, reverse=True,
@@ -302,7 +297,7 @@ async def _next_calls(
     """The gate's verdict per purpose and company at ``at``: a dry run, not logged."""
 
     async def judge(purpose: Purpose, company: str) -> NextCall:
-        caller = (config.companies[company].numbers or ("",))[0]
+        caller = config.companies[company].first_number
         request = CallRequest(caller, number, company, purpose)
         return NextCall(purpose, company, await check_call(store, config, request, at,
                                                            record=False))  # fmt: skip
@@ -316,28 +311,6 @@ def consent_row(
     expiry = consent_expiry(record.consent, config.rules.consent_max_age_days)
     state, ended = consent_state(record, oppositions, expiry, at)
     return ConsentRow(record, expiry, state, ended)
-
-
-def consent_state(
-    record: ConsentRecord, oppositions: list[OppositionRecord], expiry: datetime, at: datetime
-) -> tuple[str, datetime | None]:
-    """(active | upcoming | revoked | expired, when it ended) at ``at``, as the consent rule
-    and the receipt judge it: whatever ended it first, a revocation at or an expiry at
-    ``at`` included."""
-    consent: Consent = record.consent
-    # RULES-FR §4: this company's opt-outs and every company's revoke its consents.
-    entries = [
-        Opposition(o.source, o.added_at, o.company, o.removed_at)
-        for o in oppositions if o.company in (None, record.company)
-    ]  # fmt: skip
-    revoked = consent_revoked_at(consent, entries)
-    if revoked is not None and revoked <= at and revoked <= expiry:
-        return "revoked", revoked
-    if expiry <= at:
-        return "expired", expiry
-    if consent.given_at > at:
-        return "upcoming", None
-    return "active", None
 
 
 def _counted(purpose: str) -> bool:
@@ -354,12 +327,6 @@ def _lift(next_calls: list[NextCall], company: str, code: str) -> datetime | Non
 
 
 def _cooldown_lift(config: Config, refused: datetime, zone: tzinfo) -> datetime | None:
-    """RULES-FR §3.2: a refusal on local day D blocks until 00:00 local on D + days + 1."""
+    """RULES-FR §3.2: when calls resume after this refusal (None: no cool-down is set)."""
     days = config.rules.refusal_cooldown_days
-    if days == 0:
-        return None
-    return _midnight(refused.astimezone(zone).date() + timedelta(days=days + 1), zone)
-
-
-def _midnight(day: date, zone: tzinfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone)
+    return cooldown_ends(refused.astimezone(zone).date(), days, zone) if days else None

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from callgate.api import first_line
 from callgate.auditlog import ChainBreak, ChainVerifier
 from callgate.store import Store
 from callgate.store.base import LogQuery
@@ -114,7 +115,7 @@ class ChainWatch:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the store is down: say so, and try again later
-                log.warning("chain verification stopped: %s", _first_line(error))
+                log.warning("chain verification stopped: %s", first_line(error))
             finally:
                 self._progress = None
                 self._full_running = False
@@ -185,10 +186,6 @@ class ChainWatch:
         newest = await self._store.log_entries(LogQuery(), limit=1, last=True)
         return int(newest[0]["seq"]) if newest else 0
 
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _last_seq(verifier: ChainVerifier | None) -> int:

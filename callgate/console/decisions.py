@@ -23,7 +23,7 @@ from callgate.auditlog import callee_commit, entry_hash
 from callgate.cli_log import rejudge
 from callgate.config import Config
 from callgate.console.labels import REASONS, reason_label
-from callgate.console.render import language, paris, render
+from callgate.console.render import error_page, language, paris, render
 from callgate.gate import GATE_CODES
 from callgate.inputs import InvalidInput
 from callgate.numbering import Territory
@@ -361,4 +361,4 @@ def not_found(request: web.Request, wanted: str) -> web.Response:
         else f"Aucune décision « {shown} » dans le journal (l'identifiant entier, ou ses"
         " 8 premiers caractères ou plus)."
     )
-    return render(request, "console/error.html", {"status": 404, "message": message}, status=404)
+    return error_page(request, 404, message)

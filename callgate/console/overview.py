@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from callgate.api import STORE
 from callgate.calendar import in_window
+from callgate.console.chainstate import CHAIN, ChainState
 from callgate.console.chart import ChartText, draw_chart, hourly_bars
 from callgate.console.render import language, render
 from callgate.health import store_state
@@ -285,12 +286,8 @@ def period_link(period: Period, **filters: str) -> str:
     )
 
 
-def _chain_state(app: web.Application) -> Any:
+def _chain_state(app: web.Application) -> ChainState | None:
     """The chain watch's last word, or None while there is none to ask."""
-    try:
-        from callgate.console.chainstate import CHAIN
-    except ImportError:
-        return None
     watch = app.get(CHAIN)
     if watch is None:
         return None

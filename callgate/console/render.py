@@ -14,7 +14,7 @@ from aiohttp import web
 from callgate.console.labels import chain_problem, purpose_label, reason_label, rule_text
 from callgate.timeparse import DEFAULT_ZONE
 
-__all__ = ["LANGS", "error_page", "language", "localtime", "number", "paris", "render"]
+__all__ = ["LANGS", "error_page", "language", "localtime", "number", "paris", "render", "tr"]
 
 LANGS = ("fr", "en")
 LANG_COOKIE = "callgate_lang"
@@ -40,17 +40,26 @@ def render(
     return response
 
 
-def error_page(request: web.Request, status: int) -> web.Response:
-    """A console page for an HTTP error no handler rendered itself (a path that matches no
-    page, a method a page does not take)."""
-    tr = _translator(language(request))
-    messages = {
-        404: tr("Cette page n'existe pas.", "There is no such page."),
-        405: tr("Cette page ne prend pas cette méthode.", "This page does not take this method."),
-        503: tr("Le stockage ne répond pas ; réessayez.", "The store does not answer; try again."),
-    }
-    message = messages.get(status, tr("La demande n'a pas abouti.", "The request failed."))
+def error_page(request: web.Request, status: int, message: str | None = None) -> web.Response:
+    """A console page for an HTTP error: ``message``, or for an error no handler rendered
+    itself (a path that matches no page, a method a page does not take) a standard one."""
+    if message is None:
+        french, english = _STANDARD_ERRORS.get(status, _STANDARD_ERRORS[0])
+        message = tr(request, french, english)
     return render(request, "console/error.html", {"status": status, "message": message}, status)
+
+
+_STANDARD_ERRORS = {
+    0: ("La demande n'a pas abouti.", "The request failed."),
+    404: ("Cette page n'existe pas.", "There is no such page."),
+    405: ("Cette page ne prend pas cette méthode.", "This page does not take this method."),
+    503: ("Le stockage ne répond pas ; réessayez.", "The store does not answer; try again."),
+}
+
+
+def tr(request: web.Request, french: str, english: str) -> str:
+    """A text of a handler in the request's language."""
+    return english if language(request) == "en" else french
 
 
 def language(request: web.Request) -> str:

@@ -48,8 +48,8 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from callgate.api import CONFIG, SCRUB_WORKERS, STORE
-from callgate.console.render import language, render
+from callgate.api import CONFIG, SCRUB_WORKERS, STORE, first_line
+from callgate.console.render import error_page, render, tr
 from callgate.inputs import InvalidInput, company_id
 from callgate.model import Purpose
 from callgate.scrub import MAX_LINE, scrub
@@ -243,12 +243,12 @@ async def scrub_upload(request: web.Request) -> web.StreamResponse:
     jobs = request.app[SCRUBS]
     owner = request["session"].id
     if jobs.busy_for(owner):
-        return _form(request, error=_tr(
+        return _form(request, error=tr(
             request, "Votre liste précédente est encore en cours de contrôle : attendez sa fin.",
             "Your previous list is still being checked: wait for it to finish.",
         ), previous=jobs.running_of(owner), status=429)  # fmt: skip
     if jobs.busy():
-        message = _tr(request, "Trop de contrôles en cours : réessayez dans un moment.",
+        message = tr(request, "Trop de contrôles en cours : réessayez dans un moment.",
                       "Too many scrubs under way: try again in a moment.")  # fmt: skip
         return _form(request, error=message, status=429)
     jobs.uploading[owner] += 1
@@ -359,13 +359,10 @@ def _form(
 
 
 def _not_found(request: web.Request) -> web.Response:
-    message = _tr(request, "Ce contrôle de liste n'existe pas, ou plus.",
+    message = tr(request, "Ce contrôle de liste n'existe pas, ou plus.",
                   "This scrub does not exist, or no longer does.")  # fmt: skip
-    return render(request, "console/error.html", {"status": 404, "message": message}, 404)
+    return error_page(request, 404, message)
 
-
-def _tr(request: web.Request, french: str, english: str) -> str:
-    return english if language(request) == "en" else french
 
 
 # ---------------------------------------------------------------- the upload
@@ -377,7 +374,7 @@ class _Refused(Exception):
         self.status, self.french, self.english = status, french, english
 
     def message(self, request: web.Request) -> str:
-        return _tr(request, self.french, self.english)
+        return tr(request, self.french, self.english)
 
 
 async def _receive(request: web.Request, path: Path, limit: int) -> tuple[dict[str, str], int]:
@@ -401,7 +398,7 @@ async def _receive(request: web.Request, path: Path, limit: int) -> tuple[dict[s
     except _Refused:
         raise
     except Exception as error:  # a body cut short or malformed: the client's fault
-        log.info("scrub upload unreadable: %s", _first_line(error))
+        log.info("scrub upload unreadable: %s", first_line(error))
         raise _Refused(
             400, "Le fichier n'a pas pu être lu.", "The file could not be read."
         ) from None
@@ -438,7 +435,7 @@ async def _small_field(part: BodyPartReader) -> str:
 async def _run(app: web.Application, job: ScrubJob, column: str) -> None:
     """Judges the uploaded list, writing the result CSV and counting as it goes."""
     config = app[CONFIG]
-    caller = (config.companies[job.company].numbers or ("",))[0]
+    caller = config.companies[job.company].first_number
     try:
         with job.upload.open("rb") as source, job.result.open("w", newline="") as out:
             writer = csv.writer(out)
@@ -457,7 +454,7 @@ async def _run(app: web.Application, job: ScrubJob, column: str) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as error:  # the store failed: the page says so, the log too
-        log.warning("scrub %s stopped: %s", job.id, _first_line(error))
+        log.warning("scrub %s stopped: %s", job.id, first_line(error))
         job.error = Message(
             "Le stockage n'a pas répondu : le contrôle s'est arrêté. Réessayez.",
             "The store did not answer: the scrub stopped. Try again.",
@@ -486,10 +483,6 @@ def safe_cell(text: str) -> str:
         return "'" + text
     return text
 
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 class _NoColumn(Exception):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
-from callgate.calendar import local_midnight
 from callgate.model import Reason
 from callgate.rules.fr.context import Context
 
-__all__ = ["refusal_cooldown"]
+__all__ = ["cooldown_ends", "refusal_cooldown"]
 
 
 def refusal_cooldown(ctx: Context) -> Reason | None:
@@ -22,8 +21,7 @@ def refusal_cooldown(ctx: Context) -> Reason | None:
     if not refused:
         return None
     last = max(refused)
-    # Full days: a refusal on day D leaves D+1 .. D+60 untouched, calls resume on D+61.
-    lifts = local_midnight(last + timedelta(days=days + 1), ctx.territory)
+    lifts = cooldown_ends(last, days, zone)
     if ctx.now >= lifts:
         return None
     return Reason(
@@ -31,3 +29,9 @@ def refusal_cooldown(ctx: Context) -> Reason | None:
         f"the callee refused on {last:%Y-%m-%d}; no call for {days} full days",
         lifts_at=lifts,
     )
+
+
+def cooldown_ends(refused_on: date, days: int, zone: tzinfo) -> datetime:
+    """When calls resume after a refusal on local day ``refused_on``: full days, so a
+    refusal on day D leaves D+1 .. D+days untouched, and calls resume on D+days+1."""
+    return datetime.combine(refused_on + timedelta(days=days + 1), time(0), tzinfo=zone)
