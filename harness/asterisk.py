@@ -31,6 +31,10 @@ def _log(message: str) -> None:
 
 
 PACKAGES_FILE = REPO / "docker" / "asterisk" / "packages.txt"
+LOGGER_CONF = REPO / "docker" / "asterisk" / "logger.conf"
+# Asterisk's own default range: many calls at once in the benchmarks. The Docker image's
+# range is docker/.env's, which compose publishes.
+RTP_RANGE = (5000, 31000)
 
 
 def packages() -> list[str]:
@@ -184,6 +188,11 @@ class AsteriskInstance:
     def log_file(self) -> Path:
         return self.outside / "asterisk.out"
 
+    def write_config(self) -> Path:
+        """Write this instance's Asterisk configuration; returns its folder."""
+        self._write_config()
+        return self.outside / "etc"
+
     def _write_config(self) -> None:
         shutil.rmtree(self.outside, ignore_errors=True)
         etc = self.outside / "etc"
@@ -216,9 +225,12 @@ class AsteriskInstance:
         # Debian marks the section a template ("(!)"): its paths are then only defaults.
         text = text.replace("[directories](!)", "[directories]")
         (etc / "asterisk.conf").write_text(text)
-        (etc / "logger.conf").write_text(
-            "[general]\n[logfiles]\nmessages.log => notice,warning,error\n"
-        )
+        # The rest of the files the Docker image has too (tests/docker compares them), unless
+        # the configuration brings its own.
+        if not (etc / "logger.conf").exists():
+            shutil.copy(LOGGER_CONF, etc / "logger.conf")
+        if not (etc / "rtp.conf").exists():
+            (etc / "rtp.conf").write_text("[general]\nrtpstart={}\nrtpend={}\n".format(*RTP_RANGE))
 
     def _choose_flavour(self, etc: Path) -> None:
         """Switch the one include that picks the flavour (ari, ari-pool, agi); point AGI at

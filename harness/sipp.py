@@ -19,6 +19,8 @@ __all__ = [
     "RtpListener",
     "RtpPacket",
     "free_port",
+    "invites_in",
+    "messages_in",
     "place_call",
     "ulaw_decode",
 ]
@@ -50,9 +52,12 @@ def _sipp() -> str:
 
 def _messages(path: Path) -> list[str]:
     """The SIP messages of a sipp -trace_msg file, in order."""
-    if not path.exists():
-        return []
-    blocks = re.split(r"(?m)^-{10,}.*$", path.read_text(errors="replace"))
+    return messages_in(path.read_text(errors="replace")) if path.exists() else []
+
+
+def messages_in(text: str) -> list[str]:
+    """The SIP messages of a sipp -trace_msg text, in order."""
+    blocks = re.split(r"(?m)^-{10,}.*$", text)
     messages = []
     for block in blocks:
         body = block.split("\n\n", 1)[1] if "bytes :" in block else block
@@ -91,6 +96,23 @@ class CallResult:
     messages: list[str]
 
 
+def invites_in(messages: list[str]) -> list[Invite]:
+    """The INVITEs among a carrier's SIP messages, as it received them."""
+    found = []
+    for message in messages:
+        if message.startswith("INVITE "):
+            uri = message.split()[1]
+            found.append(
+                Invite(
+                    uri_user=_user(uri + ">") or _user("<" + uri + ">"),
+                    from_user=_user(_header(message, "From")),
+                    pai_user=_user(_header(message, "P-Asserted-Identity")),
+                    raw=message,
+                )
+            )
+    return found
+
+
 class Carrier:
     """A sipp UAS on a loopback port, answering every call 486 Busy Here."""
 
@@ -116,19 +138,7 @@ class Carrier:
             time.sleep(0.05)
 
     def invites(self) -> list[Invite]:
-        found = []
-        for message in _messages(self.trace):
-            if message.startswith("INVITE "):
-                uri = message.split()[1]
-                found.append(
-                    Invite(
-                        uri_user=_user(uri + ">") or _user("<" + uri + ">"),
-                        from_user=_user(_header(message, "From")),
-                        pai_user=_user(_header(message, "P-Asserted-Identity")),
-                        raw=message,
-                    )
-                )
-        return found
+        return invites_in(_messages(self.trace))
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

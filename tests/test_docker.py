@@ -15,8 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.asterisk import REPO, AsteriskInstance, Ports, ensure_root, packages
+from harness.docker import docs_steps
 from harness.sipp import free_port
 
 DOCKER = REPO / "docker"
@@ -33,18 +35,63 @@ def test_the_dockerfiles_pass_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_compose_file_is_valid():
+def _compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
     compose = shutil.which("docker-compose")
     if compose is None:
         pytest.fail("docker-compose is missing: apt-get install docker-compose")
-    result = subprocess.run(
-        [compose, "-f", str(DOCKER / "compose.yml"), "config"], capture_output=True, text=True,
-        cwd=DOCKER,
+    return subprocess.run(
+        [compose, "--env-file", str(env_file), "-f", str(DOCKER / "compose.yml"), "config"],
+        capture_output=True, text=True, cwd=DOCKER,
     )  # fmt: skip
+
+
+def test_the_compose_file_is_valid_with_the_example_settings():
+    result = _compose_config(DOCKER / ".env.example")
     assert result.returncode == 0, result.stderr
     for service in ("asterisk:", "callgate:", "callgate-api:", "callgate-agi:", "carrier:"):
         assert service in result.stdout
     assert "condition: service_healthy" in result.stdout
+
+
+def test_one_callgate_image_serves_its_three_services():
+    services = yaml.safe_load(_compose_config(DOCKER / ".env.example").stdout)["services"]
+    dockerfile = "docker/callgate/Dockerfile"
+    built = [name for name, service in services.items()
+             if service.get("build", {}).get("dockerfile") == dockerfile]  # fmt: skip
+    assert built == ["callgate"]
+    images = {services[name]["image"] for name in ("callgate", "callgate-agi", "callgate-api")}
+    assert images == {"callgate:local"}
+    # The two others start after the one that builds it, so compose never pulls it.
+    for name in ("callgate-agi", "callgate-api"):
+        assert "callgate" in services[name]["depends_on"]
+
+
+def test_the_rtp_range_is_set_in_docker_env_only(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("SIP_PORT=5062\nRTP_START=12000\nRTP_END=12003\nAPI_PORT=8091\n")
+    asterisk = yaml.safe_load(_compose_config(env).stdout)["services"]["asterisk"]
+    assert (asterisk["environment"]["RTP_START"], asterisk["environment"]["RTP_END"]) == (
+        "12000", "12003",
+    )  # fmt: skip
+    published = sorted(p["published"] for p in asterisk["ports"]
+                       if isinstance(p, dict) and p.get("target") != 5060)  # fmt: skip
+    assert published == [12000, 12001, 12002, 12003]
+    env.write_text("SIP_PORT=5062\nAPI_PORT=8091\n")
+    missing = _compose_config(env)
+    assert missing.returncode != 0 and "RTP_START is not set" in missing.stderr
+    dockerfile = (DOCKER / "asterisk" / "Dockerfile").read_text()
+    assert "10000" not in dockerfile and "10100" not in dockerfile
+
+
+def test_the_docs_docker_steps_use_compose_v1_and_the_tests_numbers():
+    """tests/docker runs the block; here, without an engine: its commands exist on Debian
+    and it records the numbers the calls of docs/softphone.md use."""
+    steps = docs_steps()
+    assert "docker-compose -p callgate -f docker/compose.yml up -d --build" in steps
+    assert "docker compose" not in steps
+    assert "0612345678" in steps  # the consented number of the calls in the same doc
+    readme = (REPO / "README.md").read_text()
+    assert "docker-compose -p callgate -f docker/compose.yml up -d --build" in readme
 
 
 def test_the_asterisk_image_installs_the_harness_packages():

@@ -3,7 +3,8 @@
 #   ARI_PASSWORD_FILE  the ARI password callgate uses (default /run/secrets/ari_password)
 #   AMI_PASSWORD_FILE  the AMI password `callgate doctor` uses (default
 #                      /run/secrets/ami_password); without it AMI stays off
-#   RTP_START, RTP_END the RTP port range (default 10000-10100)
+#   RTP_START, RTP_END the RTP port range, required: compose passes docker/.env's, the
+#                      same it publishes
 # `callgate-asterisk --configure-only DIR` writes the configuration into DIR and stops:
 # the test harness runs it in its own Debian root, so the image cannot drift.
 set -eu
@@ -12,7 +13,11 @@ if [ "${1:-}" = "--configure-only" ]; then
     etc=$2
 fi
 
-printf '[general]\nrtpstart=%s\nrtpend=%s\n' "${RTP_START:-10000}" "${RTP_END:-10100}" > "$etc/rtp.conf"
+if [ -z "${RTP_START:-}" ] || [ -z "${RTP_END:-}" ]; then
+    echo "callgate-asterisk: RTP_START and RTP_END are not set (docker/.env)" >&2
+    exit 1
+fi
+printf '[general]\nrtpstart=%s\nrtpend=%s\n' "$RTP_START" "$RTP_END" > "$etc/rtp.conf"
 
 secret=${ARI_PASSWORD_FILE:-/run/secrets/ari_password}
 if [ -r "$secret" ]; then
