@@ -26,7 +26,8 @@ demo: deps $(BIN)/callgate
 serve: deps $(BIN)/callgate
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m harness.demo --serve
 
-test: deps $(BIN)/callgate
+test: $(BIN)/callgate
+	./scripts/install-system-deps --docker
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,10 +271,12 @@ def _debootstrap(suite: str, cache: Path = CACHE) -> Path:
 
 def ensure_base_images(engine: Engine, images: Mapping[str, str] = BASE_IMAGES) -> None:
     """Import each base image the engine lacks from its cached debootstrap root."""
-    for name, suite in images.items():
-        if engine.docker("image", "inspect", name).returncode == 0:
-            continue
-        root = _debootstrap(suite)
+    missing = {name: suite for name, suite in images.items()
+               if engine.docker("image", "inspect", name).returncode != 0}  # fmt: skip
+    # The roots download in parallel: each is mostly waiting on the mirror.
+    with ThreadPoolExecutor() as pool:
+        roots = dict(zip(missing, pool.map(_debootstrap, missing.values()), strict=True))
+    for name, root in roots.items():
         _log(f"importing {root} as {name}...")
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from harness.asterisk import REPO, AsteriskInstance, Ports, ensure_root, packages
-from harness.docker import docs_steps
+from harness.docker import HostNetwork, docs_steps
 from harness.sipp import free_port
 
 DOCKER = REPO / "docker"
@@ -148,3 +148,23 @@ def test_the_image_configuration_step_gives_a_working_asterisk():
     finally:
         asterisk.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_what_an_engine_leaves_in_iptables_is_seen_and_put_back():
+    """The teardown of tests/docker: a rule, a chain or a NAT rule left behind is found,
+    and restoring the capture removes it."""
+    if os.geteuid() != 0 or shutil.which("iptables-save") is None:
+        pytest.skip("needs root and iptables")
+    before = HostNetwork.capture()
+    try:
+        for rule in (["-A", "INPUT", "-s", "192.0.2.1/32", "-j", "DROP"],
+                     ["-N", "CALLGATE-LEFT"],
+                     ["-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.1/32", "-j", "RETURN"]):
+            subprocess.run(["iptables", *rule], check=True)  # fmt: skip
+        found = HostNetwork.capture().differences(before)
+        assert len(found) == 2, found  # the filter table, the nat table
+        assert "192.0.2.1" in found[0] and "CALLGATE-LEFT" in found[0]
+        assert "192.0.2.1" in found[1]
+    finally:
+        before.restore()
+    assert HostNetwork.capture().differences(before) == []
