@@ -148,6 +148,7 @@ def test_the_image_configuration_step_gives_a_working_asterisk():
     finally:
         asterisk.stop()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(asterisk.outside, ignore_errors=True)
 
 
 def test_what_an_engine_leaves_in_iptables_is_seen_and_put_back():
