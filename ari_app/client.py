@@ -11,6 +11,8 @@ from typing import Any
 
 import aiohttp
 
+from ari_app.rest import Request, RestPool, request
+
 __all__ = ["AriClient", "AriError"]
 
 log = logging.getLogger("callgate.ari")
@@ -30,6 +32,7 @@ class AriClient:
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         self._authorization = f"Basic {token}"
         self._session: aiohttp.ClientSession | None = None
+        self._rest: RestPool | None = None
 
     async def __aenter__(self) -> AriClient:
         # One session, kept-alive connections: a call costs no TCP handshake.
@@ -39,9 +42,14 @@ class AriClient:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=5),
         )
+        # Each call's own requests: on connections of their own, without aiohttp's
+        # per-request machinery (ari_app/rest.py).
+        self._rest = RestPool(self.url, self._authorization, timeout=5)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._rest is not None:
+            self._rest.close()
         if self._session is not None:
             await self._session.close()
 
@@ -70,9 +78,26 @@ class AriClient:
                 raise AriError(reply.status, method, path, body)
             return await reply.json(content_type=None) if body else None
 
+    async def _send(self, *requests: Request) -> None:
+        """A call's requests, pipelined on one kept-alive connection; AriError for the
+        first that fails (those after it fail too: they concern the same channel)."""
+        if self._rest is None:
+            raise RuntimeError("AriClient used outside 'async with'")
+        for sent, answer in zip(requests, await self._rest.send(requests), strict=True):
+            if answer.status >= 300:
+                body = answer.body.decode(errors="replace")
+                raise AriError(answer.status, sent.method, sent.label, body)
+
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:
-        await self.request(
-            "POST", f"/channels/{channel_id}/variable", {"variable": name, "value": value}
+        await self._send(_set_variable(channel_id, name, value))
+
+    async def hand_back(self, channel_id: str, name: str, value: str) -> None:
+        """Set the verdict's variable and continue the channel in the dialplan, in one
+        write: Asterisk answers them in order, so the dialplan never runs before the
+        variable is set."""
+        await self._send(
+            _set_variable(channel_id, name, value),
+            request("POST", f"/channels/{channel_id}/continue"),
         )
 
     async def get_variable(self, channel_id: str, name: str) -> str:
@@ -89,10 +114,12 @@ class AriClient:
         return str(reply.get("value", "")) if isinstance(reply, dict) else ""
 
     async def continue_in_dialplan(self, channel_id: str) -> None:
-        await self.request("POST", f"/channels/{channel_id}/continue")
+        await self._send(request("POST", f"/channels/{channel_id}/continue"))
 
     async def hangup(self, channel_id: str, reason_code: int = 21) -> None:
-        await self.request("DELETE", f"/channels/{channel_id}", {"reason_code": str(reason_code)})
+        await self._send(
+            request("DELETE", f"/channels/{channel_id}", {"reason_code": str(reason_code)})
+        )
 
     async def only_events(self, types: tuple[str, ...]) -> None:
         """Have Asterisk send this app only these event types (ARI event filter)."""
@@ -120,3 +147,7 @@ class AriClient:
         """The channels still in this app, e.g. left there while we were disconnected."""
         reply = await self.request("GET", f"/applications/{self.app}")
         return list(reply.get("channel_ids", [])) if isinstance(reply, dict) else []
+
+
+def _set_variable(channel_id: str, name: str, value: str) -> Request:
+    return request("POST", f"/channels/{channel_id}/variable", {"variable": name, "value": value})

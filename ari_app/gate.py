@@ -199,8 +199,7 @@ class AriGate:
         started = time.perf_counter()
         decision = await self._decide(channel, arguments)
         try:
-            await self.client.set_variable(channel_id, RESULT_VARIABLE, encode_result(decision))
-            await self.client.continue_in_dialplan(channel_id)
+            await self.client.hand_back(channel_id, RESULT_VARIABLE, encode_result(decision))
         except AriError as error:
             if error.status == 404:
                 log.info("channel %s hung up before its verdict", channel_id)
@@ -259,8 +258,7 @@ class AriGate:
             channel_id = channels[task]
             log.warning("channel %s: stopping before its verdict; refusing it", channel_id)
             try:
-                await self.client.set_variable(channel_id, RESULT_VARIABLE, "REJECT|GATE_ERROR|||")
-                await self.client.continue_in_dialplan(channel_id)
+                await self.client.hand_back(channel_id, RESULT_VARIABLE, "REJECT|GATE_ERROR|||")
             except (AriError, aiohttp.ClientError):
                 await self._hang_up(channel_id)
 
