@@ -31,7 +31,7 @@ from panoramisk.utils import parse_agi_result
 from callgate import inputs, metrics, serving
 from callgate.config import Config
 from callgate.dialplan import RESULT_VARIABLE, encode_result, unusable_call
-from callgate.gate import CallDecider, gate_error, log_line
+from callgate.gate import CallDecider, DecisionLine, gate_error
 from callgate.model import Decision
 from callgate.store import Store
 from callgate.throttle import Throttle
@@ -507,7 +507,7 @@ class AgiGate:
         decision = await self._decide(request)
         await request.send_command(self._set_result(encode_result(decision)))
         channel = _channel_id(headers.get("agi_channel"))
-        log.info("%s", log_line(decision, channel, time.perf_counter() - started))
+        log.info("%s", DecisionLine(decision, channel, time.perf_counter() - started))
 
     async def _decide(self, request: _Request) -> Decision:
         headers = request.headers

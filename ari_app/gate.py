@@ -27,7 +27,7 @@ from ari_app.client import AriClient, AriError
 from callgate import metrics
 from callgate.config import Config
 from callgate.dialplan import CHANNELVARS_LINE, INPUT_VARIABLES, RESULT_VARIABLE, encode_result
-from callgate.gate import CallDecider, VariableReader, log_line
+from callgate.gate import CallDecider, DecisionLine, VariableReader
 from callgate.model import Decision
 from callgate.store import Store, safe_url
 
@@ -211,7 +211,7 @@ class AriGate:
             # The channel stays in Stasis: the dialplan's absolute timeout hangs it up.
             log.error("channel %s: ARI unreachable with the verdict: %s", channel_id, error)
             return
-        log.info("%s", log_line(decision, channel_id, time.perf_counter() - started))
+        log.info("%s", DecisionLine(decision, channel_id, time.perf_counter() - started))
 
     async def _decide(self, channel: dict[str, Any], arguments: list[str] | None) -> Decision:
         carried = channel.get("channelvars")

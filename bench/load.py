@@ -1,7 +1,9 @@
 """Load benchmark: the same Asterisk with no gate, with the ARI gate, with the FastAGI gate.
 
-    python -m bench.load --plot docs/load.png   # 100 to 1000 calls/s, 10 s a step
+    python -m bench.load --plot docs/load.png   # 100 to 1600 calls/s, 10 s a step
+    python -m bench.load --fixed                # 100, 200 and 400 calls/s: the CPU per call
     python -m bench.load --rates 100 300 --seconds 5 --flavours bare ari
+    python -m bench.load --flavours bare null ari agi   # null: a Stasis round trip alone
     python -m bench.load --flavours ari ari-reads agi agi-reads   # the inputs' round trips
 
 Rig: sipp (the agent, authenticated) -> Asterisk 22 (asterisk-conf/) -> the gate ->
@@ -10,13 +12,36 @@ so that no SIP UAS bounds the measurement. Every call is a real decision on a fr
 callee, recorded in SQLite (the default `synchronous = "full"`); the gate's clock is set to
 a Monday morning in the opposition regime (no consent needed), so every call is allowed.
 
-The three flavours run side by side (three Asterisk instances), each rate in turn for
-each, so that the machine's noise falls on all alike; a flavour stops at its first step
-that does not carry the offered rate. For each step it reports the calls that failed,
-the rate sustained, the response time (INVITE to final answer, from the microsecond
-stamps of sipp's message trace) mean, p50 and p99, and the CPU seconds Asterisk and
-callgate used per second; then each flavour's highest rate against bare's, and the delay
-added at half of bare's highest rate. Prints Markdown for docs/benchmarks.md.
+The flavours run side by side (one Asterisk instance each), each rate in turn for each,
+so that the machine's noise falls on all alike; a flavour stops at its first step that
+does not carry the offered rate (that step is reported, the higher rates are not run).
+``--fixed`` is ``--rates 100 200 400``: rates every flavour carries on a small machine,
+where the CPU per call compares the flavours at equal load.
+
+The first table has a row per step: the calls that failed, the rate sustained, the
+response time (INVITE to final answer, from the microsecond stamps of sipp's message
+trace) mean, p50 and p99, and the CPU seconds Asterisk and the gate used per second of
+the step. Then each flavour's highest rate against bare's, and the delay added at half
+of bare's highest rate.
+
+The second table, "per call", has a row per step too:
+- gate ms/call: the gate process's CPU time over the step (utime + stime of
+  /proc/PID/stat, which sums its threads, SQLite's and the default executor's included),
+  divided by the calls the step carried (calls less those that failed);
+- Asterisk ms/call: the same for the Asterisk process;
+- Asterisk / bare: that flavour's Asterisk ms/call over bare's at the same rate in the
+  same run ("-" for bare itself, or when bare has no step at that rate): what the gate's
+  protocol costs Asterisk;
+- mean ms, p99 ms: the response time, as in the first table;
+- delay added mean / p99: the response time less bare's at the same rate;
+- gate RSS MB: the gate's resident memory (VmRSS of /proc/PID/status) at the step's end.
+A step that did not carry its rate is marked "(saturated)". The JSON (``--json``) has
+each step's raw CPU seconds and RSS too. Prints Markdown for docs/benchmarks.md.
+
+``null`` is the ARI gate's own client (ari_app.gate.AriGate) with a decider that returns
+one allowed decision at once, deciding and recording nothing (bench/null_gate.py), on an
+Asterisk with the ARI gate's dialplan: its gate ms/call is the floor a Python ARI app
+pays per Stasis round trip, its Asterisk ms/call what the round trip costs Asterisk.
 
 ``ari-reads`` and ``agi-reads`` are the gates on a PBX that hands them no inputs: an
 ari.conf without channelvars, AGI() without arguments. The gate then reads the four
@@ -40,12 +65,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from harness.asterisk import CONF_DIR, AsteriskInstance, Ports, ensure_root
+from harness.asterisk import CONF_DIR, REPO, AsteriskInstance, Ports, ensure_root
 from harness.gate import GateProcess, write_config
 from harness.sipp import free_port
 
 FAKE_NOW = "2026-03-02 10:00:00"  # Monday 11:00 in Paris, before the opt-in law
 TICKS = os.sysconf("SC_CLK_TCK")
+DEFAULT_RATES = [100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1400, 1600]
+FIXED_RATES = [100, 200, 400]
 
 
 @dataclass
@@ -58,13 +85,34 @@ class Step:
     mean_ms: float
     p50_ms: float
     p99_ms: float
-    asterisk_cpu: float
+    asterisk_cpu: float  # CPU seconds per second of the step
     gate_cpu: float
+    asterisk_cpu_s: float = 0.0  # CPU seconds over the step
+    gate_cpu_s: float | None = None  # None: no gate (bare)
+    gate_rss_mb: float | None = None  # at the step's end
+
+    @property
+    def carried(self) -> int:
+        """The calls that did not fail (-1 failed: sipp left no statistics, count none)."""
+        return self.calls - max(self.failed, 0)
 
     @property
     def sustained(self) -> float:
         """Calls answered as expected per second, first INVITE to last answer."""
-        return (self.calls - max(self.failed, 0)) / self.seconds if self.seconds else 0.0
+        return self.carried / self.seconds if self.seconds else 0.0
+
+    @property
+    def asterisk_ms_per_call(self) -> float:
+        return per_call_ms(self.asterisk_cpu_s, self.carried)
+
+    @property
+    def gate_ms_per_call(self) -> float | None:
+        return None if self.gate_cpu_s is None else per_call_ms(self.gate_cpu_s, self.carried)
+
+
+def per_call_ms(cpu_seconds: float, calls: int) -> float:
+    """CPU milliseconds per call; NaN when no call got through (nothing to divide by)."""
+    return cpu_seconds * 1000 / calls if calls > 0 else float("nan")
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -75,6 +123,18 @@ def cpu_seconds(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int | None) -> float | None:
+    """The process's resident memory (VmRSS) in MB; None without a process."""
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else None
 
 
 def callees(workdir: Path, count: int, first: int = 0) -> Path:
@@ -126,6 +186,9 @@ def run_step(flavour, rate, seconds, pbx_port, numbers, workdir, asterisk, gate_
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - before[0]
+    asterisk_cpu = cpu_seconds(asterisk.process.pid) - before[1]
+    gate_cpu = cpu_seconds(gate_pid) - before[2]
+    gate_rss = rss_mb(gate_pid)
     trace = Path(f"{prefix}-messages.log")
     rtts, answered_in = response_times(trace)
     trace.unlink(missing_ok=True)
@@ -134,8 +197,9 @@ def run_step(flavour, rate, seconds, pbx_port, numbers, workdir, asterisk, gate_
         flavour, rate, calls, failed, answered_in,
         statistics.fmean(rtts) if rtts else float("nan"),
         percentile(rtts, 50), percentile(rtts, 99),
-        (cpu_seconds(asterisk.process.pid) - before[1]) / elapsed,
-        (cpu_seconds(gate_pid) - before[2]) / elapsed,
+        asterisk_cpu / elapsed, gate_cpu / elapsed,
+        asterisk_cpu_s=asterisk_cpu, gate_cpu_s=gate_cpu if gate_pid else None,
+        gate_rss_mb=gate_rss,
     )  # fmt: skip
 
 
@@ -208,15 +272,38 @@ def conf_without_inputs(workdir: Path) -> Path:
     return conf
 
 
+class NullGateProcess(GateProcess):
+    """bench/null_gate.py in place of `callgate run`: the same config, the same ready line."""
+
+    def start(self, timeout: float = 15) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.null_gate", "--config", str(self.config)],
+                env=self.environment(), cwd=REPO,
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the null gate exited:\n{self.log.read_text()[-2000:]}")
+            if self._connections():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the null gate did not get ready:\n{self.log.read_text()[-2000:]}")
+
+
 def start_flavour(flavour, root, workdir, synchronous="full"):
     """A fresh Asterisk for one flavour, and its gate (none for bare)."""
     password = secrets.token_urlsafe(12)
     ports = Ports(sip=free_port(), http=free_port(), carrier=free_port(), agi=free_port())
     gate_flavour = flavour.removesuffix("-reads")
     extra = {"conf_dir": conf_without_inputs(workdir)} if flavour.endswith("-reads") else {}
+    # The instance's folder holds its control socket: a fixed name would let a concurrent
+    # bench.load, bench.soak or bench.profile rewrite its configuration, or stop it.
     asterisk = AsteriskInstance(
-        f"bench-{flavour}", ports, password, root=root, globals_={"CALLGATE_ANNOUNCE": "no"},
-        flavour="agi" if gate_flavour == "agi" else "ari", **extra,
+        f"bench-{flavour}-{os.getpid()}", ports, password, root=root,
+        globals_={"CALLGATE_ANNOUNCE": "no"}, flavour="agi" if gate_flavour == "agi" else "ari",
+        **extra,
     )  # fmt: skip
     asterisk.start()
     patch_for_load(asterisk, flavour)
@@ -231,29 +318,43 @@ def start_flavour(flavour, root, workdir, synchronous="full"):
     )  # fmt: skip
     text = config.read_text().replace('synchronous = "normal"', f'synchronous = "{synchronous}"')
     config.write_text(text.replace("[ari]\n", "[ari]\nmax_concurrent = 512\n"))
-    gate = GateProcess(
-        config, site / "gate.log", ari_url=asterisk.ari_url, ari_password=password,
-        fake_now=FAKE_NOW, command="run" if gate_flavour == "ari" else "agi",
-    )  # fmt: skip
+    if flavour == "null":  # decides nothing: no store, no clock to fake
+        gate = NullGateProcess(
+            config, site / "gate.log", ari_url=asterisk.ari_url, ari_password=password
+        )
+    else:
+        gate = GateProcess(
+            config, site / "gate.log", ari_url=asterisk.ari_url, ari_password=password,
+            fake_now=FAKE_NOW, command="run" if gate_flavour == "ari" else "agi",
+        )  # fmt: skip
     gate.start()
     return asterisk, gate
 
 
-def main() -> None:
+FLAVOURS = ("bare", "null", "ari", "agi", "ari-reads", "agi-reads")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--rates", type=int, nargs="+",
-        default=[100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1400, 1600],
+    which_rates = parser.add_mutually_exclusive_group()
+    which_rates.add_argument("--rates", type=int, nargs="+", default=DEFAULT_RATES)
+    which_rates.add_argument(
+        "--fixed", action="store_const", dest="rates", const=FIXED_RATES,
+        help=f"the rates {' '.join(map(str, FIXED_RATES))}: CPU per call at equal load",
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--flavours", nargs="+", default=["bare", "ari", "agi"])
+    parser.add_argument("--flavours", nargs="+", choices=FLAVOURS, default=["bare", "ari", "agi"])
     parser.add_argument("--json", type=Path, help="write the steps there as JSON")
     parser.add_argument(
         "--synchronous", choices=["full", "normal"], default="full",
         help="the gates' SQLite durability (default full, as shipped)",
     )  # fmt: skip
     parser.add_argument("--plot", type=Path, help="draw response time against rate (PNG)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_arguments()
 
     root = ensure_root()
     workdir = Path(tempfile.mkdtemp(prefix="callgate-load-"))
@@ -286,7 +387,9 @@ def main() -> None:
                     f"{flavour:5} {rate:5}/s  failed {step.failed:5}  "
                     f"sustained {step.sustained:6.0f}/s  mean {step.mean_ms:6.1f} ms  "
                     f"p50 {step.p50_ms:6.1f}  p99 {step.p99_ms:6.1f}  "
-                    f"cpu asterisk {step.asterisk_cpu:.2f} gate {step.gate_cpu:.2f}",
+                    f"cpu asterisk {step.asterisk_cpu:.2f} gate {step.gate_cpu:.2f}  "
+                    f"ms/call asterisk {step.asterisk_ms_per_call:.2f} "
+                    f"gate {_ms(step.gate_ms_per_call)}",
                     file=sys.stderr, flush=True,
                 )  # fmt: skip
                 if saturated(step):
@@ -335,10 +438,53 @@ def report(steps: list[Step], args: argparse.Namespace) -> None:
                 print(f"- {flavour}: response time mean {s.mean_ms:.1f} ms, p99 {s.p99_ms:.1f} ms; "
                       f"added to bare's: mean {s.mean_ms - bare.mean_ms:+.1f} ms, "
                       f"p99 {s.p99_ms - bare.p99_ms:+.1f} ms")  # fmt: skip
+    print("\nPer call:\n")
+    print("\n".join(per_call_table(steps)))
     if args.json:
         args.json.write_text(json.dumps([asdict(s) for s in steps], indent=1))
     if args.plot:
         plot(steps, args.plot)
+
+
+PER_CALL_COLUMNS = (
+    "flavour", "offered calls/s", "gate ms/call", "Asterisk ms/call", "Asterisk / bare",
+    "mean ms", "p99 ms", "delay added mean / p99", "gate RSS MB",
+)  # fmt: skip
+
+
+def asterisk_against_bare(step: Step, bare: Step | None) -> float | None:
+    """The step's Asterisk CPU per call over bare's at the same rate; None for bare itself
+    or without a bare step at that rate."""
+    if bare is None or step.flavour == "bare" or bare.rate != step.rate:
+        return None
+    floor = bare.asterisk_ms_per_call
+    return step.asterisk_ms_per_call / floor if floor > 0 else None
+
+
+def per_call_table(steps: list[Step]) -> list[str]:
+    """The per-call table's Markdown lines, a row per step: flavours compare at the rates
+    both ran, and a flavour stopped by saturation has its rows up to that step."""
+    bare = {s.rate: s for s in steps if s.flavour == "bare"}
+    lines = ["| " + " | ".join(PER_CALL_COLUMNS) + " |", "|" + "---|" * len(PER_CALL_COLUMNS)]
+    for s in steps:
+        base = bare.get(s.rate)
+        ratio = asterisk_against_bare(s, base)
+        added = (
+            f"{s.mean_ms - base.mean_ms:+.1f} / {s.p99_ms - base.p99_ms:+.1f}"
+            if base is not None and s.flavour != "bare" else "-"
+        )  # fmt: skip
+        offered = f"{s.rate} (saturated)" if saturated(s) else str(s.rate)
+        lines.append(
+            f"| {s.flavour} | {offered} | {_ms(s.gate_ms_per_call)} | "
+            f"{_ms(s.asterisk_ms_per_call)} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+            f"{s.mean_ms:.1f} | {s.p99_ms:.1f} | {added} | "
+            f"{'-' if s.gate_rss_mb is None else f'{s.gate_rss_mb:.0f}'} |"
+        )
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def plot(steps: list[Step], path: Path) -> None:

@@ -34,10 +34,10 @@ __all__ = [
     "GATE_CODES",
     "INPUT_INVALID",
     "CallDecider",
+    "DecisionLine",
     "VariableReader",
     "check_call",
     "gate_error",
-    "log_line",
     "new_decision_id",
     "resolve_request",
 ]
@@ -205,15 +205,27 @@ class CallDecider:
             await asyncio.wait(set(self._logging), timeout=5)
 
 
-def log_line(decision: Decision, channel: str | None, seconds: float) -> str:
-    """One line per decision, the same for every gate; a gate error says what failed."""
-    errors = "".join(f" error={r.message!r}" for r in decision.reasons if r.code in GATE_CODES)
-    return (
-        f"{decision.verdict.value.upper()} {decision.caller_in or '-'} -> {decision.callee or '-'}"
-        f" as {decision.caller_out or '-'} [{','.join(decision.codes)}]"
-        f" retry={decision.retry_after.isoformat() if decision.retry_after else '-'}"
-        f" id={decision.decision_id} channel={channel or '-'} {seconds * 1000:.1f} ms{errors}"
-    )
+class DecisionLine:
+    """One line per decision, the same for every gate; a gate error says what failed.
+
+    Written only if the log shows INFO: a gate logging at WARNING builds no text per call."""
+
+    __slots__ = ("channel", "decision", "seconds")
+
+    def __init__(self, decision: Decision, channel: str | None, seconds: float) -> None:
+        self.decision, self.channel, self.seconds = decision, channel, seconds
+
+    def __str__(self) -> str:
+        decision = self.decision
+        errors = "".join(f" error={r.message!r}" for r in decision.reasons
+                         if r.code in GATE_CODES)  # fmt: skip
+        return (
+            f"{decision.verdict.value.upper()} {decision.caller_in or '-'} -> "
+            f"{decision.callee or '-'} as {decision.caller_out or '-'} [{','.join(decision.codes)}]"
+            f" retry={decision.retry_after.isoformat() if decision.retry_after else '-'}"
+            f" id={decision.decision_id} channel={self.channel or '-'}"
+            f" {self.seconds * 1000:.1f} ms{errors}"
+        )
 
 
 class _Unreadable(Exception):
