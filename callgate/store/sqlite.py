@@ -15,13 +15,13 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
@@ -104,6 +104,7 @@ _INSERT_DECISION = (
     f" VALUES (?, {', '.join('?' for _ in _DECISION_INSERT_COLUMNS)})"
 )
 Question = tuple[str, str, datetime, datetime, bool]  # company, callee, now, since, live
+_T = TypeVar("_T")
 
 
 # A group commit holds the write lock; a bound keeps other writers' wait short.
@@ -131,8 +132,13 @@ class _Job:
 
 
 class SqliteStore:
-    def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
+    def __init__(
+        self, connection: aiosqlite.Connection, raw: sqlite3.Connection, path: str
+    ) -> None:
         self._db = connection
+        # The sqlite3 connection aiosqlite wraps: only ever used on aiosqlite's thread,
+        # by the functions handed to _on_db_thread.
+        self._raw = raw
         self.path = path
         # aiosqlite runs one connection on one thread; transactions must not interleave.
         self._lock = asyncio.Lock()
@@ -152,7 +158,7 @@ class SqliteStore:
             read_only = False  # nothing to protect: a fresh, empty store
         else:
             _check_folder(path)
-        store = cls(await _connect(path, read_only), path)
+        store = cls(*await _connect(path, read_only), path)
         try:
             try:
                 await store._prepare(synchronous, read_only)
@@ -162,7 +168,7 @@ class SqliteStore:
                 # The log's shared-memory index cannot be created on a read-only mount;
                 # with no write-ahead log left, the file alone is the whole store.
                 await store._db.close()
-                store = cls(await _connect(path, read_only, immutable=True), path)
+                store = cls(*await _connect(path, read_only, immutable=True), path)
                 await store._prepare(synchronous, read_only)
         except BaseException as error:
             # An open connection keeps aiosqlite's thread, and so the process, alive.
@@ -208,10 +214,29 @@ class SqliteStore:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                await self._db.execute("COMMIT")
             except BaseException:  # cancellation too: never leave the write lock held
-                await self._db.execute("ROLLBACK")
+                # A failed COMMIT leaves the transaction open, as _in_transaction says.
+                if self._raw.in_transaction:
+                    await self._db.execute("ROLLBACK")
                 raise
-            await self._db.execute("COMMIT")
+
+    async def _on_db_thread(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``work(connection, *args)`` on aiosqlite's thread, the one that owns the
+        connection: many statements for one crossing there and back, where each awaited
+        statement costs the event loop a wake-up.
+
+        aiosqlite has no public way to run a function on its thread; ``_execute`` is the
+        one its own methods queue their work through (aiosqlite 0.22).
+        tests/test_store_group_hop.py fails if an upgrade takes it away."""
+        return await self._db._execute(work, self._raw, *args)
+
+    async def _in_one_hop(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``work(connection, *args)`` in a write transaction, begun, run and committed
+        (or rolled back) in one crossing to the database thread. The lock, held
+        throughout, keeps this process's other statements out of it."""
+        async with self._lock:
+            return await self._on_db_thread(_in_transaction, work, *args)
 
     async def facts(
         self, company: str, callee: str, now: datetime, since: datetime,
@@ -223,33 +248,16 @@ class SqliteStore:
     async def _facts(
         self, company: str, callee: str, now: datetime, since: datetime, *, live: bool = True
     ) -> Facts:
-        [facts] = await self._facts_of([(company, callee, now, since, live)])
+        [facts] = await self._on_db_thread(_facts_of, [(company, callee, now, since, live)])
         return facts
-
-    async def _facts_of(self, questions: list[Question]) -> list[Facts]:
-        # A list's questions share their instants, a group's mostly: convert each once.
-        micros: dict[datetime, int] = {}
-
-        def stamp(instant: datetime) -> int:
-            if (found := micros.get(instant)) is None:
-                found = micros[instant] = to_micros(instant)
-            return found
-
-        jobs = [
-            (company, callee, stamp(now), stamp(since),
-             stamp(now + LIVE_CLOCK_SKEW if live else now))
-            for company, callee, now, since, live in questions
-        ]  # fmt: skip
-        rows = await self._db.execute_fetchall(_FACTS_BY_JOB_SQL, {"jobs": json.dumps(jobs)})
-        found = facts_from_rows(rows)
-        return [found.get(index, Facts()) for index in range(len(questions))]
 
     async def facts_many(
         self, company: str, callees: list[str], now: datetime, since: datetime
     ) -> dict[str, Facts]:
         """The facts of many callees of one company in one round trip (list scrubbing)."""
         async with self._lock:
-            facts = await self._facts_of([(company, c, now, since, True) for c in callees])
+            questions = [(company, c, now, since, True) for c in callees]
+            facts = await self._on_db_thread(_facts_of, questions)
         return dict(zip(callees, facts, strict=True))
 
     async def decide(
@@ -283,10 +291,11 @@ class SqliteStore:
         while self._queue:
             group, self._queue = self._queue[:_GROUP_MAX], self._queue[_GROUP_MAX:]
             try:
-                async with self._transaction():
-                    outcomes = await self._decide_group(group)
+                outcomes = await self._in_one_hop(self._decide_group, group)
             except Exception as error:  # the commit failed: none of the group is recorded
                 outcomes = [error] * len(group)
+            # The futures belong to the event loop: answered here, never from the database
+            # thread.
             for job, outcome in zip(group, outcomes, strict=True):
                 if job.done.done():  # abandoned: nobody waits for it any more
                     continue
@@ -295,11 +304,17 @@ class SqliteStore:
                 else:
                     job.done.set_result(outcome)
 
-    async def _decide_group(self, group: list[_Job]) -> list[Decision | BaseException]:
+    def _decide_group(
+        self, db: sqlite3.Connection, group: list[_Job]
+    ) -> list[Decision | BaseException]:
         """Read, judge and record a group in waves: one facts statement and two inserts a
-        wave. A callee asked twice goes to the next wave, which reads what this one wrote."""
+        wave. A callee asked twice goes to the next wave, which reads what this one wrote.
+
+        Runs on the database thread, inside the group's transaction: so do the judges,
+        which are plain functions of the facts. A job's future is only looked at there
+        (has its caller given up?), never set."""
         outcomes: dict[int, Decision | BaseException] = {}
-        head = await self._chain_head()
+        head = _chain_head(db)
         pending = list(enumerate(group))
         while pending:
             wave: list[tuple[int, _Job]] = []
@@ -309,8 +324,8 @@ class SqliteStore:
                 key = (job.company, job.callee)
                 (later if key in asked else wave).append((index, job))
                 asked.add(key)
-            facts = await self._facts_of(
-                [(job.company, job.callee, job.now, job.since, True) for _, job in wave]
+            facts = _facts_of(
+                db, [(job.company, job.callee, job.now, job.since, True) for _, job in wave]
             )
             attempts: list[tuple[Any, ...]] = []
             entries: list[tuple[Any, ...]] = []
@@ -331,9 +346,9 @@ class SqliteStore:
                 entries.append(row)
                 outcomes[index] = decision
             if attempts:
-                await self._db.executemany(_INSERT_ATTEMPT, attempts)
+                db.executemany(_INSERT_ATTEMPT, attempts)
             if entries:
-                await self._db.executemany(_INSERT_DECISION, entries)
+                db.executemany(_INSERT_DECISION, entries)
             pending = later
         return [outcomes[index] for index in range(len(group))]
 
@@ -343,29 +358,15 @@ class SqliteStore:
     ) -> None:  # fmt: skip
         at = decision.decided_at
         assert at is not None
-        async with self._transaction():
-            await self._insert_decision(decision, at, channel, kind, latency_ms)
+        await self._in_one_hop(self._insert_decision, decision, at, channel, kind, latency_ms)
 
-    async def _insert_decision(
-        self, decision: Decision, now: datetime, channel: str | None, kind: str,
-        latency_ms: float | None,
+    def _insert_decision(
+        self, db: sqlite3.Connection, decision: Decision, now: datetime, channel: str | None,
+        kind: str, latency_ms: float | None,
     ) -> None:  # fmt: skip
-        """Append to the hash chain; the caller holds the write transaction."""
-        row, _ = self._decision_row(
-            decision, now, channel, kind, latency_ms, await self._chain_head()
-        )
-        await self._db.execute(_INSERT_DECISION, row)
-
-    async def _chain_head(self) -> tuple[int, str]:
-        """The last entry's (seq, hash), or the purge anchor's, or the genesis."""
-        for sql in (
-            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
-            "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1",
-        ):
-            rows = list(await self._db.execute_fetchall(sql))
-            if rows:
-                return int(rows[0][0]), str(rows[0][1])
-        return 0, GENESIS
+        """Append to the hash chain; on the database thread, in the write transaction."""
+        row, _ = self._decision_row(decision, now, channel, kind, latency_ms, _chain_head(db))
+        db.execute(_INSERT_DECISION, row)
 
     def _decision_row(
         self, decision: Decision, now: datetime, channel: str | None, kind: str,
@@ -692,6 +693,57 @@ class SqliteStore:
             return list(await self._db.execute_fetchall(sql, params))
 
 
+# ------------------------------------------------------------ on the database thread
+# Plain functions of the sqlite3 connection, run through SqliteStore._on_db_thread.
+
+
+def _in_transaction(db: sqlite3.Connection, work: Callable[..., _T], *args: Any) -> _T:
+    """``work(db, *args)`` in a write transaction that holds the file's write lock from
+    its first read; rolled back on any error, a failed COMMIT's too (SQLite keeps the
+    transaction open when COMMIT fails, and the next BEGIN would fail)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db, *args)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _facts_of(db: sqlite3.Connection, questions: list[Question]) -> list[Facts]:
+    """The facts for each question, in one statement."""
+    # A list's questions share their instants, a group's mostly: convert each once.
+    micros: dict[datetime, int] = {}
+
+    def stamp(instant: datetime) -> int:
+        if (found := micros.get(instant)) is None:
+            found = micros[instant] = to_micros(instant)
+        return found
+
+    jobs = [
+        (company, callee, stamp(now), stamp(since),
+         stamp(now + LIVE_CLOCK_SKEW if live else now))
+        for company, callee, now, since, live in questions
+    ]  # fmt: skip
+    rows = db.execute(_FACTS_BY_JOB_SQL, {"jobs": json.dumps(jobs)}).fetchall()
+    found = facts_from_rows(rows)
+    return [found.get(index, Facts()) for index in range(len(questions))]
+
+
+def _chain_head(db: sqlite3.Connection) -> tuple[int, str]:
+    """The last entry's (seq, hash), or the purge anchor's, or the genesis."""
+    for sql in (
+        "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
+        "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1",
+    ):
+        row = db.execute(sql).fetchone()
+        if row is not None:
+            return int(row[0]), str(row[1])
+    return 0, GENESIS
+
+
 def _check_folder(path: str) -> None:
     try:
         parent = Path(path).expanduser().resolve().parent
@@ -704,10 +756,13 @@ def _check_folder(path: str) -> None:
         raise StoreError(f"cannot open the store {path}: not a regular file")
 
 
-async def _connect(path: str, read_only: bool, *, immutable: bool = False) -> aiosqlite.Connection:
+async def _connect(
+    path: str, read_only: bool, *, immutable: bool = False
+) -> tuple[aiosqlite.Connection, sqlite3.Connection]:
     """The file opened, then handed to aiosqlite's thread: a file that cannot be opened
     leaves no thread behind (aiosqlite's own failed connect leaves one that outlives the
-    event loop and prints a traceback)."""
+    event loop and prints a traceback). Returns aiosqlite's connection and the sqlite3
+    one it wraps, for the work run on its thread (SqliteStore._on_db_thread)."""
     target = _read_only_uri(path, immutable) if read_only else path
     try:
         raw = await asyncio.to_thread(
@@ -716,7 +771,7 @@ async def _connect(path: str, read_only: bool, *, immutable: bool = False) -> ai
         )  # fmt: skip
     except (sqlite3.Error, ValueError) as error:  # ValueError: a NUL byte in the name
         raise StoreError(f"cannot open the store {path}: {error}") from None
-    return await aiosqlite.Connection(lambda: raw, _ITER_CHUNK)
+    return await aiosqlite.Connection(lambda: raw, _ITER_CHUNK), raw
 
 
 def _read_only_uri(path: str, immutable: bool) -> str:
