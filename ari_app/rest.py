@@ -51,7 +51,10 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.waiting: collections.deque[asyncio.Future[Answer]] = collections.deque()
+        # For each write in flight: how many answers it awaits, those in, and its future.
+        self.waiting: collections.deque[tuple[int, list[Answer], asyncio.Future[list[Answer]]]] = (
+            collections.deque()
+        )
         self.parser = httptools.HttpResponseParser(self)
         self.body: list[bytes] = []
         self.keep_alive = True
@@ -78,9 +81,12 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
         if self.waiting:
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_result(answer)
+            count, answers, future = self.waiting[0]
+            answers.append(answer)
+            if len(answers) == count:
+                self.waiting.popleft()
+                if not future.done():
+                    future.set_result(answers)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -88,17 +94,17 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         while self.waiting:
-            future = self.waiting.popleft()
+            _, _, future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(error)
 
-    def send(self, data: bytes, count: int) -> list[asyncio.Future[Answer]]:
+    def send(self, data: bytes, count: int) -> asyncio.Future[list[Answer]]:
+        """Write ``count`` requests at once; one future for all their answers."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(count)]
-        self.waiting.extend(futures)
+        future: asyncio.Future[list[Answer]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((count, [], future))
         self.transport.write(data)
-        return futures
+        return future
 
     @property
     def usable(self) -> bool:
@@ -141,7 +147,7 @@ class RestPool:
         try:
             async with asyncio.timeout(self.timeout):
                 connection = await self._connection()
-                answers = await asyncio.gather(*connection.send(data, len(requests)))
+                answers = await connection.send(data, len(requests))
         except BaseException as error:
             # Answers still owed on it would be matched to the next call's requests.
             if connection is not None:

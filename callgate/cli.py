@@ -794,6 +794,9 @@ async def _health_server(
 
 
 def _service_logging(level: str) -> None:
+    # The format shows none of them: each would cost every line a lookup (getpid is a
+    # system call), and a gate writes a line per call.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
