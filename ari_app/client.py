@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -97,14 +98,14 @@ class AriClient:
         variable is set."""
         await self._send(
             _set_variable(channel_id, name, value),
-            request("POST", f"/channels/{channel_id}/continue"),
+            request("POST", f"/channels/{_quoted(channel_id)}/continue"),
         )
 
     async def get_variable(self, channel_id: str, name: str) -> str:
         """The variable's value, "" when it is not set; AriError when the channel is gone."""
         try:
             reply = await self.request(
-                "GET", f"/channels/{channel_id}/variable", {"variable": name}
+                "GET", f"/channels/{_quoted(channel_id)}/variable", {"variable": name}
             )
         except AriError as error:
             # Asterisk answers 404 both for an unset variable and for a missing channel.
@@ -114,11 +115,11 @@ class AriClient:
         return str(reply.get("value", "")) if isinstance(reply, dict) else ""
 
     async def continue_in_dialplan(self, channel_id: str) -> None:
-        await self._send(request("POST", f"/channels/{channel_id}/continue"))
+        await self._send(request("POST", f"/channels/{_quoted(channel_id)}/continue"))
 
     async def hangup(self, channel_id: str, reason_code: int = 21) -> None:
         await self._send(
-            request("DELETE", f"/channels/{channel_id}", {"reason_code": str(reason_code)})
+            request("DELETE", f"/channels/{_quoted(channel_id)}", {"reason_code": str(reason_code)})
         )
 
     async def only_events(self, types: tuple[str, ...]) -> None:
@@ -141,7 +142,7 @@ class AriClient:
         return True
 
     async def channel(self, channel_id: str) -> dict[str, Any]:
-        return await self.request("GET", f"/channels/{channel_id}")
+        return await self.request("GET", f"/channels/{_quoted(channel_id)}")
 
     async def channels_in_app(self) -> list[str]:
         """The channels still in this app, e.g. left there while we were disconnected."""
@@ -150,4 +151,12 @@ class AriClient:
 
 
 def _set_variable(channel_id: str, name: str, value: str) -> Request:
-    return request("POST", f"/channels/{channel_id}/variable", {"variable": name, "value": value})
+    return request(
+        "POST", f"/channels/{_quoted(channel_id)}/variable", {"variable": name, "value": value}
+    )
+
+
+def _quoted(channel_id: str) -> str:
+    """A channel's id in a path: whoever originates a call through ARI chooses it, and an
+    id with a space, "?" or "/" must still name that channel."""
+    return quote(channel_id, safe="")

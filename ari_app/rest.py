@@ -129,7 +129,7 @@ class RestPool:
         self.ssl = parts.scheme == "https"
         prefix = parts.path.rstrip("/")
         self.timeout = timeout
-        host = f"{self.host}:{self.port}"
+        host = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         self._prefix = f"{prefix}/ari"
         self._headers = (f" HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n"
                          "Content-Length: 0\r\n\r\n").encode()  # fmt: skip
