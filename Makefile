@@ -39,6 +39,7 @@ bench: deps $(BIN)/callgate
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.scrub
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.console
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load --plot docs/load.png
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load --fixed --flavours bare null ari agi
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.soak --plot docs/soak.png
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.profile --what store

@@ -20,15 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.load import agent_load, callees, read_failed, start_flavour
+from bench.load import agent_load, callees, read_failed, rss_mb, start_flavour
 from harness.asterisk import ensure_root
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
