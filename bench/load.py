@@ -275,21 +275,10 @@ def conf_without_inputs(workdir: Path) -> Path:
 class NullGateProcess(GateProcess):
     """bench/null_gate.py in place of `callgate run`: the same config, the same ready line."""
 
-    def start(self, timeout: float = 15) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.null_gate", "--config", str(self.config)],
-                env=self.environment(), cwd=REPO,
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the null gate exited:\n{self.log.read_text()[-2000:]}")
-            if self._connections():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"the null gate did not get ready:\n{self.log.read_text()[-2000:]}")
+    cwd = REPO  # for python -m bench.null_gate
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "bench.null_gate", "--config", str(self.config)]
 
 
 def start_flavour(flavour, root, workdir, synchronous="full"):

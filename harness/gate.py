@@ -118,11 +118,17 @@ class GateProcess:
     def _connections(self) -> int:
         return self.log.read_text(errors="replace").count(self.ready) if self.log.exists() else 0
 
+    cwd: Path | None = None  # where the service starts: the caller's folder by default
+
+    def argv(self) -> list[str]:
+        """The command that starts the service."""
+        return [*callgate_command(), self.command, *self.extra_args]
+
     def start(self, timeout: float = 15) -> None:
         before = self._connections()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [*callgate_command(), self.command, *self.extra_args], env=self.environment(),
+                self.argv(), env=self.environment(), cwd=self.cwd,
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
