@@ -25,6 +25,10 @@ __all__ = ["Answer", "Request", "RestPool", "request"]
 # Asterisk closes a kept-alive connection idle for 15 s (http.conf session_keep_alive): one
 # idle longer than this is closed here first, never written to as Asterisk drops it.
 IDLE_SECONDS = 5.0
+# Asterisk serves at most 100 HTTP sessions (http.conf sessionlimit) and closes the others
+# unanswered; the events WebSocket and aiohttp's requests need some too. A burst of calls
+# beyond this waits its turn for a connection (within the request's timeout).
+CONNECTIONS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,9 @@ class _Connection(asyncio.Protocol):
 class RestPool:
     """Kept-alive connections to Asterisk's HTTP server, one call's requests at a time each."""
 
-    def __init__(self, url: str, authorization: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, authorization: str, *, timeout: float = 5.0, connections: int = CONNECTIONS
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"not an http(s) URL: {url}")
@@ -133,7 +139,8 @@ class RestPool:
         self._prefix = f"{prefix}/ari"
         self._headers = (f" HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n"
                          "Content-Length: 0\r\n\r\n").encode()  # fmt: skip
-        self._idle: list[_Connection] = []
+        self._idle: collections.deque[_Connection] = collections.deque()  # newest last
+        self._slots = asyncio.Semaphore(connections)
 
     async def send(self, requests: Sequence[Request]) -> list[Answer]:
         """Send the requests pipelined on one connection; their answers, in order.
@@ -145,9 +152,10 @@ class RestPool:
         )
         connection: _Connection | None = None
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self._slots:
                 connection = await self._connection()
                 answers = await connection.send(data, len(requests))
+                self._release(connection)
         except BaseException as error:
             # Answers still owed on it would be matched to the next call's requests.
             if connection is not None:
@@ -159,12 +167,17 @@ class RestPool:
             if isinstance(error, OSError):
                 raise aiohttp.ClientConnectionError(f"cannot reach ARI: {error}") from error
             raise
+        return answers
+
+    def _release(self, connection: _Connection) -> None:
+        """Keep the connection for the next call, and close those idle too long."""
         if connection.keep_alive and not connection.closed:
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
             connection.close()
-        return answers
+        while self._idle and not self._idle[0].usable:
+            self._idle.popleft().close()
 
     async def _connection(self) -> _Connection:
         while self._idle:

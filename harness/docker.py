@@ -13,6 +13,7 @@ so a user's machine pulls the same names from Docker Hub.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -45,8 +46,11 @@ class EngineUnavailable(RuntimeError):
     """This machine cannot run a Docker engine; the message says why."""
 
 
-def _run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+def _run(
+    command: list[str], timeout: float = 600, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """A command's output; a hung dockerd or mirror fails it instead of hanging the run."""
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
 
 
 def _rules(save: str) -> list[str]:
@@ -177,10 +181,17 @@ class Engine:
                                  ("docker-compose", "docker-compose")):  # fmt: skip
             if shutil.which(program) is None:
                 raise EngineUnavailable(f"{program} is missing: apt-get install {package}")
+        stale = _alive(self.exec_root / "dockerd.pid")
+        if stale:
+            raise EngineUnavailable(
+                f"the dockerd of an interrupted run is still up (pid {stale}): kill it, then "
+                f"`ip link delete {BRIDGE}`"
+            )
         if BRIDGE in _links():
             raise EngineUnavailable(
-                f"another Docker engine's {BRIDGE} bridge is up: a second engine would share "
-                "its bridge and iptables chains"
+                f"a {BRIDGE} bridge is up: another Docker engine runs here (a second one would "
+                f"share its bridge and iptables chains), or an interrupted run left it "
+                f"(`ip link delete {BRIDGE}`)"
             )
         self.data_root.mkdir(parents=True, exist_ok=True)
         self.exec_root.mkdir(parents=True, exist_ok=True)
@@ -219,6 +230,12 @@ class Engine:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        else:
+            # dockerd is gone (it died mid-run): its container shims and the containers
+            # under them are not, and would outlive the network about to be removed.
+            for pid in self._orphans():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for mount in reversed(self._mounts()):
             _run(["umount", "-l", mount])
         if self.network_before is not None:
@@ -230,6 +247,20 @@ class Engine:
         with open("/proc/mounts") as mounts:
             points = [line.split()[1] for line in mounts]
         return [point for point in points if point.startswith(roots)]
+
+    def _orphans(self) -> list[int]:
+        """This engine's shims, and every process in a Docker container's cgroup (no other
+        engine runs here: start() refuses to share docker0)."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                groups = Path(f"/proc/{pid}/cgroup").read_text()
+            except OSError:
+                continue
+            if str(self.exec_root).encode() in command or "/docker/" in groups:
+                found.append(int(pid))
+        return found
 
     def leftovers(self) -> list[str]:
         """What this engine left on the host: processes, mounts, network changes."""
@@ -246,6 +277,16 @@ class Engine:
         return found
 
 
+def _alive(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` when that process still runs."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def _debootstrap(suite: str, cache: Path = CACHE) -> Path:
     """A minimal Debian root of ``suite``, built once and cached."""
     root = cache / suite
@@ -257,7 +298,8 @@ def _debootstrap(suite: str, cache: Path = CACHE) -> Path:
     for attempt in range(1, 4):  # a mirror sometimes drops a download
         shutil.rmtree(building, ignore_errors=True)
         _log(f"debootstrap {suite} into {root} (about two minutes; attempt {attempt})...")
-        result = _run(["debootstrap", "--variant=minbase", suite, str(building), MIRROR])
+        result = _run(["debootstrap", "--variant=minbase", suite, str(building), MIRROR],
+                      timeout=1200)  # fmt: skip
         if result.returncode == 0:
             break
     else:
@@ -281,7 +323,7 @@ def ensure_base_images(engine: Engine, images: Mapping[str, str] = BASE_IMAGES) 
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
             ["docker", "import", "-", name], stdin=tar.stdout, env=engine.env,
-            capture_output=True, text=True,
+            capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert tar.stdout is not None
         tar.stdout.close()

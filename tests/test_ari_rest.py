@@ -278,6 +278,23 @@ async def test_concurrent_calls_each_get_a_connection_of_their_own(ari):
     assert fake.accepts == 2
 
 
+async def test_a_burst_of_calls_never_opens_more_connections_than_the_pool_holds(ari):
+    """Asterisk serves 100 HTTP sessions and closes the others unanswered: a burst of
+    calls waits for a connection rather than opening one each."""
+
+    async def script(peer: Peer) -> None:
+        while (received := await peer.request()) is not None:
+            await asyncio.sleep(0.02)
+            peer.echo(received)
+
+    fake = await ari(script)
+    pool = fake.pool()
+    paths = [f"/call{index}" for index in range(3 * rest.CONNECTIONS)]
+    answers = await asyncio.gather(*(pool.send([request("GET", path)]) for path in paths))
+    assert answers == [[echoed("GET", path)] for path in paths]
+    assert fake.accepts == rest.CONNECTIONS
+
+
 # ---------------------------------------------------------------- what is sent
 
 

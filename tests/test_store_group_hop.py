@@ -6,6 +6,7 @@ call rate those wake-ups, not SQLite, were the bulk of a recorded decision's cos
 import asyncio
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 
 import aiosqlite
@@ -162,3 +163,24 @@ async def test_a_failed_group_records_nothing_fails_every_call_and_the_store_rec
     assert later.allowed
     verifier, broken = await verify_chain(store)
     assert broken is None and verifier.count == 1
+
+
+async def test_a_write_cancelled_before_its_begin_ran_leaves_no_transaction_open(store):
+    """A BEGIN queued on the database thread still runs after its task is cancelled: the
+    transaction it opens is rolled back there, and the store goes on recording."""
+    slow = asyncio.create_task(store._on_db_thread(lambda db: time.sleep(0.3)))
+
+    async def write() -> None:
+        async with store._transaction():
+            await store._db.execute("SELECT 1")
+
+    writer = asyncio.create_task(write())
+    await asyncio.sleep(0.05)  # its BEGIN waits behind the slow work
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    await slow
+    assert await store._on_db_thread(lambda db: db.in_transaction) is False
+    config = a_config()
+    decision = await check_call(store, config, a_request(), MONDAY, record=True)
+    assert decision.decision_id

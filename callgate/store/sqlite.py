@@ -211,14 +211,15 @@ class SqliteStore:
     async def _transaction(self) -> AsyncIterator[None]:
         """A write transaction that holds the file's write lock from its first read."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield
                 await self._db.execute("COMMIT")
             except BaseException:  # cancellation too: never leave the write lock held
-                # A failed COMMIT leaves the transaction open, as _in_transaction says.
-                if self._raw.in_transaction:
-                    await self._db.execute("ROLLBACK")
+                # Asked on the database thread, after whatever this task had queued there
+                # (a BEGIN or a COMMIT still runs once queued, cancelled or not), and
+                # shielded: a second cancellation must not skip it.
+                await asyncio.shield(self._on_db_thread(_roll_back_if_open))
                 raise
 
     async def _on_db_thread(self, work: Callable[..., _T], *args: Any) -> _T:
@@ -706,10 +707,16 @@ def _in_transaction(db: sqlite3.Connection, work: Callable[..., _T], *args: Any)
         result = work(db, *args)
         db.execute("COMMIT")
     except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        _roll_back_if_open(db)
         raise
     return result
+
+
+def _roll_back_if_open(db: sqlite3.Connection) -> None:
+    """End a transaction left open: a failed COMMIT keeps it (and the file's write lock),
+    and the next BEGIN would fail."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _facts_of(db: sqlite3.Connection, questions: list[Question]) -> list[Facts]:

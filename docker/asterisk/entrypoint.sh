@@ -19,20 +19,26 @@ if [ -z "${RTP_START:-}" ] || [ -z "${RTP_END:-}" ]; then
 fi
 printf '[general]\nrtpstart=%s\nrtpend=%s\n' "$RTP_START" "$RTP_END" > "$etc/rtp.conf"
 
+# A value for sed's replacement: its own special characters taken literally.
+literal() {
+    printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'
+}
+
 secret=${ARI_PASSWORD_FILE:-/run/secrets/ari_password}
-if [ -r "$secret" ]; then
-    password=$(tr -d '\r\n' < "$secret")
-    # Only the [callgate] user's password line; the secret never reaches the logs.
-    sed -i "s|^password = .*|password = ${password}|" "$etc/ari.conf"
-else
-    echo "callgate-asterisk: no ARI password at $secret: callgate cannot connect" >&2
+if [ ! -r "$secret" ]; then
+    # Never start on the shipped placeholder password: ARI would be open with it.
+    echo "callgate-asterisk: cannot read the ARI password at $secret (is it readable by the asterisk user? chmod 644)" >&2
+    exit 1
 fi
+password=$(tr -d '\r\n' < "$secret")
+# Only the [callgate] user's password line; the secret never reaches the logs.
+sed -i "s|^password = .*|password = $(literal "$password")|" "$etc/ari.conf"
 
 # AMI serves only `callgate doctor`; never with the shipped placeholder secret.
 ami_secret=${AMI_PASSWORD_FILE:-/run/secrets/ami_password}
 if [ -r "$ami_secret" ]; then
     ami_password=$(tr -d '\r\n' < "$ami_secret")
-    sed -i "s|^secret = .*|secret = ${ami_password}|; s|^enabled = no|enabled = yes|" \
+    sed -i "s|^secret = .*|secret = $(literal "$ami_password")|; s|^enabled = no|enabled = yes|" \
         "$etc/manager.conf"
 fi
 

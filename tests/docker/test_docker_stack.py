@@ -20,6 +20,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -130,16 +131,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         engine.start()
     except EngineUnavailable as error:
+        if os.environ.get("CALLGATE_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"no Docker engine on this machine: {error}")
         pytest.skip(f"no Docker engine on this machine: {error}")
-    workdir = tmp_path_factory.mktemp("docker-stack")
-    rtp_start, rtp_end = _free_udp_range(10)
-    ports = {"SIP_PORT": free_port(), "API_PORT": free_port(),
-             "RTP_START": rtp_start, "RTP_END": rtp_end}  # fmt: skip
-    env = {**engine.env, **{key: str(value) for key, value in ports.items()},
-           # The sid mirror here is a snapshot whose Release file has expired.
-           "APT_CHECK_VALID_UNTIL": "false"}  # fmt: skip
-    stack = Stack(engine, workdir, env, ports["SIP_PORT"], ports["API_PORT"])
+    stack: Stack | None = None
     try:
+        workdir = tmp_path_factory.mktemp("docker-stack")
+        rtp_start, rtp_end = _free_udp_range(10)
+        ports = {"SIP_PORT": free_port(), "API_PORT": free_port(),
+                 "RTP_START": rtp_start, "RTP_END": rtp_end}  # fmt: skip
+        env = {**engine.env, **{key: str(value) for key, value in ports.items()},
+               # The sid mirror here is a snapshot whose Release file has expired.
+               "APT_CHECK_VALID_UNTIL": "false"}  # fmt: skip
+        stack = Stack(engine, workdir, env, ports["SIP_PORT"], ports["API_PORT"])
         ensure_base_images(engine)
         _copy_repository(workdir)
         steps = subprocess.run(
@@ -150,9 +154,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait_until_healthy(stack)
         yield stack
     finally:
-        stack.compose("down", "-v", "--remove-orphans", check=False)
-        engine.stop()
-    left = engine.leftovers()
+        try:
+            if stack is not None:
+                stack.compose("down", "-v", "--remove-orphans", check=False)
+        except subprocess.TimeoutExpired:
+            pass  # the engine's stop removes what is left
+        finally:
+            engine.stop()
+        left = engine.leftovers()
+        if left:  # also when the setup failed: said here, its own error follows
+            print(f"the Docker engine left: {left}", file=sys.stderr)
     assert not left, f"the Docker engine left: {left}"
 
 
