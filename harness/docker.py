@@ -117,41 +117,66 @@ class HostNetwork:
         return cls(_rules("iptables-save"), _rules("ip6tables-save"), _links(), _forwarding())
 
     def restore(self) -> None:
-        """Put the rules, links and forwarding back as captured."""
+        """Undo what a Docker engine did since the capture: its chains and rules, its
+        builtin chains' policies, its links, IP forwarding. Rules and links anything else
+        added meanwhile stay."""
         for restore, saved, now in (
             ("iptables-restore", self.ipv4, _rules("iptables-save")),
             ("ip6tables-restore", self.ipv6, _rules("ip6tables-save")),
         ):
             before, after = _tables(saved), _tables(now)
-            if before == after or shutil.which(restore) is None:
+            wanted = {name: _without_docker(lines, before.get(name, _empty(name)), name)
+                      for name, lines in after.items()}  # fmt: skip
+            changed = {name: lines for name, lines in wanted.items() if lines != after[name]}
+            if not changed or shutil.which(restore) is None:
                 continue
-            # A table that was not there before is emptied: restoring a table flushes it
-            # and drops its chains.
-            text = "".join(
-                f"*{name}\n" + "".join(f"{line}\n" for line in before.get(name, _empty(name)))
-                + "COMMIT\n"
-                for name in after
-            )  # fmt: skip
+            # Restoring a table replaces it whole: its chains and rules as listed.
+            text = "".join(f"*{name}\n" + "".join(f"{line}\n" for line in lines) + "COMMIT\n"
+                           for name, lines in changed.items())  # fmt: skip
             _run([restore], input=text, check=True)
         for link in _links() - self.links:
-            _run(["ip", "link", "delete", link])
+            if _docker_link(link):
+                _run(["ip", "link", "delete", link])
         for key, value in self.forwarding.items():
             Path(key).write_text(value + "\n")
 
     def differences(self, before: HostNetwork) -> list[str]:
-        """What is here now and was not in ``before`` (an empty table counts as none)."""
+        """What a Docker engine added since ``before`` and is still here."""
         found = []
         for family, now, then in (("iptables", self.ipv4, before.ipv4),
                                   ("ip6tables", self.ipv6, before.ipv6)):  # fmt: skip
             tables, old = _tables(now), _tables(then)
             for name, lines in tables.items():
-                if lines != old.get(name, _empty(name)):
-                    found.append(f"{family} table {name} differs: {' | '.join(lines)}")
-        found += [f"network link {link}" for link in sorted(self.links - before.links)]
+                kept = _without_docker(lines, old.get(name, _empty(name)), name)
+                extra = [line for line in lines if line not in kept]
+                if extra:
+                    found.append(f"{family} table {name}: {' | '.join(extra)}")
+        found += [f"network link {link}" for link in sorted(self.links - before.links)
+                  if _docker_link(link)]  # fmt: skip
         found += [f"{key} is {value}, was {before.forwarding.get(key)}"
                   for key, value in self.forwarding.items()
                   if value != before.forwarding.get(key)]  # fmt: skip
         return found
+
+
+_DOCKER_MARKS = ("DOCKER", "docker0", " br-", "docker-proxy")
+
+
+def _without_docker(lines: list[str], before: list[str], table: str) -> list[str]:
+    """A table's lines without what Docker added since ``before``: its chains, the rules
+    that name them or its bridges; the builtin chains' policies as they were."""
+    policies = {line.split()[0]: line for line in before if line.startswith(":")}
+    kept = []
+    for line in lines:
+        if line.startswith(":") and line[1:].split()[0] in _BUILTIN.get(table, ()):
+            kept.append(policies.get(line.split()[0], line))
+        elif line in before or not any(mark in line for mark in _DOCKER_MARKS):
+            kept.append(line)
+    return kept
+
+
+def _docker_link(name: str) -> bool:
+    return name == BRIDGE or name.startswith(("br-", "veth"))
 
 
 class Engine:

@@ -152,20 +152,31 @@ def test_the_image_configuration_step_gives_a_working_asterisk():
 
 
 def test_what_an_engine_leaves_in_iptables_is_seen_and_put_back():
-    """The teardown of tests/docker: a rule, a chain or a NAT rule left behind is found,
-    and restoring the capture removes it."""
+    """The teardown of tests/docker: Docker's chains, rules and policy changes left behind
+    are found and removed; a rule something else added meanwhile stays."""
     if os.geteuid() != 0 or shutil.which("iptables-save") is None:
         pytest.skip("needs root and iptables")
     before = HostNetwork.capture()
+    theirs = ["INPUT", "-s", "192.0.2.9/32", "-j", "ACCEPT"]
     try:
-        for rule in (["-A", "INPUT", "-s", "192.0.2.1/32", "-j", "DROP"],
-                     ["-N", "CALLGATE-LEFT"],
-                     ["-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.1/32", "-j", "RETURN"]):
-            subprocess.run(["iptables", *rule], check=True)  # fmt: skip
+        left = [
+            ["-N", "DOCKER-LEFT"], ["-A", "FORWARD", "-o", "docker0", "-j", "DROP"],
+            ["-P", "FORWARD", "DROP"], ["-A", *theirs],
+            ["-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.1/32", "!", "-o", "docker0",
+             "-j", "MASQUERADE"],
+        ]  # fmt: skip
+        for rule in left:
+            subprocess.run(["iptables", *rule], check=True)
         found = HostNetwork.capture().differences(before)
         assert len(found) == 2, found  # the filter table, the nat table
-        assert "192.0.2.1" in found[0] and "CALLGATE-LEFT" in found[0]
+        assert "DOCKER-LEFT" in found[0] and "-o docker0 -j DROP" in found[0]
+        assert ":FORWARD DROP" in found[0] and "192.0.2.9" not in found[0]
         assert "192.0.2.1" in found[1]
-    finally:
         before.restore()
-    assert HostNetwork.capture().differences(before) == []
+        assert HostNetwork.capture().differences(before) == []
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        assert "-A INPUT -s 192.0.2.9/32 -j ACCEPT" in rules
+        assert ":FORWARD ACCEPT" in rules or ":FORWARD" not in rules
+    finally:
+        subprocess.run(["iptables", "-D", *theirs], capture_output=True)
+        before.restore()
