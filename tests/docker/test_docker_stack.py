@@ -1,8 +1,9 @@
 """The Docker stack of docker/, built, booted and called, in a Docker engine of its own.
 
 The steps are docs/softphone.md's "With Docker" block, run as written in a copy of the
-repository (so that its docker/.env and docker/secrets are not the user's), with the ports
-moved to free ones through the environment. Then sipp, from the host and through the
+repository (so that its docker/.env and docker/secrets are not the user's), on the ports
+docker/.env.example documents when they are free here (moved to free ones through the
+environment otherwise). Then sipp, from the host and through the
 published SIP port, places three calls as agent 1001, and the decision log is read inside
 the callgate container. At the end nothing is left: no container, network, volume, daemon,
 mount or iptables rule.
@@ -58,6 +59,35 @@ def _free_udp_range(size: int) -> tuple[int, int]:
                 probe.close()
         return start, start + size - 1
     raise RuntimeError("no free UDP range")
+
+
+def _ports() -> dict[str, int]:
+    """docker/.env.example's ports, those the docs use, when this machine has them free;
+    free ones otherwise (a PBX or another test may hold 5060)."""
+    example = dict(
+        line.split("=", 1) for line in (REPO / "docker/.env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )  # fmt: skip
+    documented = {key: int(value) for key, value in example.items()}
+    wanted = [("tcp", documented["SIP_PORT"]), ("udp", documented["SIP_PORT"]),
+              ("tcp", documented["API_PORT"])]  # fmt: skip
+    wanted += [("udp", port) for port in range(documented["RTP_START"], documented["RTP_END"] + 1)]
+    if all(_free(kind, port) for kind, port in wanted):
+        return documented
+    rtp_start, rtp_end = _free_udp_range(10)
+    return {"SIP_PORT": free_port(), "API_PORT": free_port(),
+            "RTP_START": rtp_start, "RTP_END": rtp_end}  # fmt: skip
+
+
+def _free(kind: str, port: int) -> bool:
+    with socket.socket(
+        socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    ) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def _copy_repository(into: Path) -> None:
@@ -137,9 +167,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack: Stack | None = None
     try:
         workdir = tmp_path_factory.mktemp("docker-stack")
-        rtp_start, rtp_end = _free_udp_range(10)
-        ports = {"SIP_PORT": free_port(), "API_PORT": free_port(),
-                 "RTP_START": rtp_start, "RTP_END": rtp_end}  # fmt: skip
+        ports = _ports()
         env = {**engine.env, **{key: str(value) for key, value in ports.items()},
                # The sid mirror here is a snapshot whose Release file has expired.
                "APT_CHECK_VALID_UNTIL": "false"}  # fmt: skip
