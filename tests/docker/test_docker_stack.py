@@ -83,6 +83,9 @@ def _free(kind: str, port: int) -> bool:
     with socket.socket(
         socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
     ) as probe:
+        # As a server binds: a connection of an earlier test in TIME-WAIT does not hold it.
+        if kind == "tcp":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))
         except OSError:
