@@ -258,7 +258,7 @@ class Engine:
         else:
             # dockerd is gone (it died mid-run): its container shims and the containers
             # under them are not, and would outlive the network about to be removed.
-            for pid in self._orphans():
+            for pid, _ in self._processes():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         for mount in reversed(self._mounts()):
@@ -273,30 +273,26 @@ class Engine:
             points = [line.split()[1] for line in mounts]
         return [point for point in points if point.startswith(roots)]
 
-    def _orphans(self) -> list[int]:
-        """This engine's shims, and every process in a Docker container's cgroup (no other
-        engine runs here: start() refuses to share docker0)."""
+    def _processes(self) -> list[tuple[int, str]]:
+        """This engine's processes, as (pid, command line): those that name its exec root
+        (dockerd, containerd, the shims), its port proxies, and every process in a Docker
+        container's cgroup (no other engine runs here: start() refuses to share docker0)."""
         found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                 groups = Path(f"/proc/{pid}/cgroup").read_text()
             except OSError:
                 continue
-            if str(self.exec_root).encode() in command or "/docker/" in groups:
-                found.append(int(pid))
+            if (str(self.exec_root).encode() in command or b"docker-proxy" in command
+                    or "/docker/" in groups):  # fmt: skip
+                found.append((int(pid), command.decode(errors="replace").strip()))
         return found
 
     def leftovers(self) -> list[str]:
         """What this engine left on the host: processes, mounts, network changes."""
         found = [f"mount {point}" for point in self._mounts()]
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if str(self.exec_root).encode() in command or b"docker-proxy" in command:
-                found.append(f"process {pid}: {command.decode(errors='replace').strip()}")
+        found += [f"process {pid}: {command}" for pid, command in self._processes()]
         if self.network_before is not None:
             found += HostNetwork.capture().differences(self.network_before)
         return found

@@ -46,18 +46,8 @@ SERVICES = ("asterisk", "carrier", "callgate", "callgate-agi", "callgate-api")
 def _free_udp_range(size: int) -> tuple[int, int]:
     for _ in range(50):
         start = random.randrange(40000, 60000 - size)
-        sockets = []
-        try:
-            for port in range(start, start + size):
-                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(probe)
-                probe.bind(("0.0.0.0", port))
-        except OSError:
-            continue
-        finally:
-            for probe in sockets:
-                probe.close()
-        return start, start + size - 1
+        if all(_free("udp", port) for port in range(start, start + size)):
+            return start, start + size - 1
     raise RuntimeError("no free UDP range")
 
 
