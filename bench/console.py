@@ -118,9 +118,7 @@ def _reasons(verdict: str, codes: tuple[str, ...]) -> str:
 def rows_sql(dialect: Dialect) -> str:
     """INSERT ... SELECT of the decisions numbered :lo to :hi of :n, one every :step
     microseconds up to :end."""
-    hashes = ", ".join(
-        f"(i * {m}) % {PRIME} AS h{k}" for k, m in enumerate(MULTIPLIERS)
-    )
+    hashes = ", ".join(f"(i * {m}) % {PRIME} AS h{k}" for k, m in enumerate(MULTIPLIERS))
     company = _case("h0 % 100", [(w, _quoted(c)) for w, c, _ in COMPANIES])
     caller = _case("h0 % 100", [(w, _quoted(n)) for w, _, n in COMPANIES])
     season = _case("h1 % 4", [(1, _quoted(s)) for s in SEASONS])
@@ -493,8 +491,10 @@ def machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, " \
-           f"SQLite {sqlite3.sqlite_version}"
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}"
+    )
 
 
 def table(title: str, timings: list[Timing], size: str = "rows") -> str:

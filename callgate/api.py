@@ -35,6 +35,7 @@ from callgate.cli_format import (
     contract_json,
     decision_json,
     opposition_json,
+    outcome_json,
 )
 from callgate.config import Config, ConfigError
 from callgate.console.access import is_console
@@ -46,7 +47,7 @@ from callgate.scrub import list_entries, scrub
 from callgate.scrub_workers import ScrubWorkers
 from callgate.serving import BACKLOG
 from callgate.store import Store, StoreError
-from callgate.store.base import AppointmentRecord, LogQuery
+from callgate.store.base import LOG_KINDS, AppointmentRecord, LogQuery
 from callgate.throttle import INTERVAL, Throttle
 from callgate.tokens import Tokens
 
@@ -110,6 +111,7 @@ def make_app(
     app.router.add_post("/v1/check", check)
     app.router.add_post("/v1/scrub", scrub_list)
     app.router.add_post("/v1/outcomes", outcomes)
+    app.router.add_get("/v1/outcomes", outcomes_list)
     app.router.add_get("/v1/consents", consents_list)
     app.router.add_post("/v1/consents", consents_add)
     app.router.add_post("/v1/consents/revoke", consents_revoke)
@@ -489,13 +491,22 @@ async def decisions(request: web.Request) -> web.Response:
         until=inputs.instant(_query(request, "until"), "until"),
         verdict=_query(request, "verdict"), reason=_query(request, "reason"),
         company=_query(request, "company"), campaign=_query(request, "campaign"),
-        callee=number("callee"), caller=number("caller"),
+        callee=number("callee"), caller=number("caller"), kind=_kind(request),
     )  # fmt: skip
     limit = min(_integer(request, "limit", 100, 1, MAX_INTEGER), 1000)
     after = _integer(request, "after", 0, 0, MAX_INTEGER)
     entries = await request.app[STORE].log_entries(filters, after_seq=after, limit=limit)
     next_after = entries[-1]["seq"] if len(entries) == limit else None
     return web.json_response({"decisions": entries, "next_after": next_after})
+
+
+def _kind(request: web.Request) -> str | None:
+    """``kind``: decisions of one kind by default every decision; "all" or a kind of fact
+    (LOG_KINDS) adds the log's entries of facts."""
+    kind = _query(request, "kind")
+    if kind is not None and kind not in LOG_KINDS:
+        raise Unprocessable("kind", f"kind must be one of {', '.join(LOG_KINDS)}")
+    return kind
 
 
 # ---------------------------------------------------------------- records
@@ -644,6 +655,13 @@ async def optouts_remove(request: web.Request) -> web.Response:
     company = inputs.company_id(request.app[CONFIG], given) if given else None
     count = await request.app[STORE].remove_oppositions(callee, company, _at(body))
     return web.json_response({"removed": count})
+
+
+async def outcomes_list(request: web.Request) -> web.Response:
+    """The refusals and withdrawals recorded (*7 and *8 too), as `callgate outcome list`."""
+    callee, company = _filters(request)
+    rows = [outcome_json(o) for o in await request.app[STORE].outcomes(company, callee)]
+    return web.json_response({"outcomes": rows})
 
 
 async def optouts_list(request: web.Request) -> web.Response:

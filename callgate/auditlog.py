@@ -23,12 +23,14 @@ __all__ = [
     "CALLEE_FIELDS",
     "CHAINED_FIELDS",
     "ENTRY_FIELDS",
+    "FACT_CHAINED_FIELDS",
     "GENESIS",
     "PSEUDONYMISED_FIELDS",
     "ChainBreak",
     "ChainVerifier",
     "callee_commit",
     "entry_hash",
+    "is_fact",
     "log_entry",
     "pseudonymise",
     "read_anchor",
@@ -52,6 +54,15 @@ CHAINED_FIELDS = (
 CALLEE_FIELDS = ("callee_in", "callee", "callee_salt")
 PSEUDONYMISED_FIELDS = frozenset((*CHAINED_FIELDS, "hash"))
 ENTRY_FIELDS = PSEUDONYMISED_FIELDS | frozenset(CALLEE_FIELDS)
+
+# A write of facts is an entry of the same chain (callgate/factlog.py), with "kind": "fact"
+# and these fields; its callee is committed to as a decision's is.
+FACT_CHAINED_FIELDS = (
+    "seq", "at", "node", "kind", "fact", "op", "company", "callee_commit", "rows", "bulk",
+    "prev_hash",
+)  # fmt: skip
+FACT_CALLEE_FIELDS = ("callee", "callee_salt")
+FACT_ENTRY_FIELDS = frozenset((*FACT_CHAINED_FIELDS, "hash", *FACT_CALLEE_FIELDS))
 MAX_SEQ = 2**63 - 1  # the stores keep seq in a signed 64-bit integer
 _HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -64,12 +75,24 @@ def callee_commit(callee: str | None, callee_in: str | None, salt: str) -> str:
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
-    """The hash of one entry, over ``CHAINED_FIELDS`` in canonical JSON."""
+    """The hash of one entry, over its kind's chained fields in canonical JSON."""
     body = json.dumps(
-        [entry.get(name) for name in CHAINED_FIELDS],
+        [entry.get(name) for name in _shape(entry)[0]],
         ensure_ascii=False, separators=(",", ":"), sort_keys=True,
     )  # fmt: skip
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def is_fact(entry: Mapping[str, Any]) -> bool:
+    """A write of facts, rather than a decision."""
+    return entry.get("kind") == "fact"
+
+
+def _shape(entry: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
+    """The chained fields, the callee's fields and every field of an entry of its kind."""
+    if is_fact(entry):
+        return FACT_CHAINED_FIELDS, FACT_CALLEE_FIELDS, FACT_ENTRY_FIELDS
+    return CHAINED_FIELDS, CALLEE_FIELDS, ENTRY_FIELDS
 
 
 def log_entry(
@@ -193,17 +216,18 @@ def shown_key(key: Any) -> str:
 
 def _misshapen(entry: Mapping[str, Any]) -> str | None:
     """The key the entry should not hold, or lacks, if any (see ENTRY_FIELDS)."""
+    chained, callee_fields, fields = _shape(entry)
     for key in entry:
-        if key not in ENTRY_FIELDS:
+        if key not in fields:
             return f"edited: it holds a key its hash does not cover: {shown_key(key)}"
-    callee = [name for name in CALLEE_FIELDS if name in entry]
-    if callee and len(callee) < len(CALLEE_FIELDS):
-        missing = next(name for name in CALLEE_FIELDS if name not in entry)
+    callee = [name for name in callee_fields if name in entry]
+    if callee and len(callee) < len(callee_fields):
+        missing = next(name for name in callee_fields if name not in entry)
         return (
             f"edited: it holds {shown_key(callee[0])} without {shown_key(missing)}: the"
             " callee is kept whole, or left out of a pseudonymised export"
         )
-    for name in (*CHAINED_FIELDS, "hash"):
+    for name in (*chained, "hash"):
         if name not in entry:
             return f"edited: its key {shown_key(name)} was removed"
     return None
@@ -213,6 +237,7 @@ def _edited(entry: Mapping[str, Any]) -> str | None:
     """How the entry's content departs from its hash or its callee commitment, if it does."""
     try:
         if "callee" in entry and "callee_salt" in entry:
+            # A fact's callee is its E.164 number alone: a fact has no number "as dialled".
             commit = callee_commit(entry["callee"], entry.get("callee_in"), entry["callee_salt"])
             if commit != entry.get("callee_commit"):
                 return "edited: the callee number was changed"

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -20,20 +21,21 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from callgate import __version__, inputs
 from callgate.cli_format import (
+    OUTCOME_COLUMNS,
     appointment_json,
     consent_json,
     contract_json,
     decision_json,
     local_text,
     opposition_json,
+    outcome_json,
     render_decision,
 )
 from callgate.cli_log import LogUsageError, add_log_parser, verifies_an_export, verify_export
@@ -208,15 +210,19 @@ def _parser() -> argparse.ArgumentParser:
     _json(optout)
     optout.set_defaults(handler=_optout)
 
-    outcome = commands.add_parser("outcome", help="record what happened on a call")
+    outcome = commands.add_parser(
+        "outcome", help="record what happened on a call, or list the refusals recorded"
+    )
     outcome.add_argument(
-        "result", choices=["refused", "withdrawn"],
+        "result", choices=["refused", "withdrawn", "list"],
         help="refused: the callee refused the offer; withdrawn: the callee said"
-        ' "ne m\'appelez plus" (revokes consent, opts out of this company, starts the cool-down)',
+        ' "ne m\'appelez plus" (revokes consent, opts out of this company, starts the'
+        " cool-down); list: the refusals and withdrawals recorded, *7 and *8 included",
     )  # fmt: skip
-    outcome.add_argument("--to", dest="callee", required=True, metavar="NUMBER")
-    _company(outcome)
+    outcome.add_argument("--to", dest="callee", metavar="NUMBER")
+    outcome.add_argument("--company", help="company id (list: default every company)")
     _at(outcome)
+    _json(outcome)
     outcome.set_defaults(handler=_outcome)
 
     appointment = commands.add_parser(
@@ -587,9 +593,16 @@ async def _optout_import(
     started = time.monotonic()
     progress = _Progress(stats, started)
     source = args.source or "bloctel"
-    with _open_text(args.file) as handle:
+    # The chain's entry for the import names the file by its SHA-256, known once it is all
+    # read: the store takes the origin after the last number, when it writes the entry.
+    origin: dict[str, Any] = {"file": args.file}
+    with _open_hashed(args.file) as (handle, digest):
         numbers = progress.watch(read_numbers(text_lines(handle), stats))
-        added = await store.add_oppositions(numbers, company, source, at)
+        added = await store.add_oppositions(
+            _then(numbers, lambda: origin.update(file_sha256=digest.hexdigest(),
+                                                 lines=stats.lines)),
+            company, source, at, origin=origin,
+        )  # fmt: skip
     progress.done()
     elapsed = time.monotonic() - started
     print(
@@ -607,14 +620,42 @@ async def _optout_import(
     return EXIT_OK
 
 
-def _open_text(name: str) -> AbstractContextManager[TextIO]:
-    if name == "-":
-        return nullcontext(sys.stdin)
+@contextlib.contextmanager
+def _open_hashed(name: str) -> Iterator[tuple[TextIO, Any]]:
+    """The file as text, and the SHA-256 of its bytes as they are read."""
     try:
-        # Bloctel files are not always UTF-8; numbers are ASCII either way.
-        return Path(name).open(encoding="utf-8", errors="replace")
+        raw = sys.stdin.buffer if name == "-" else Path(name).open("rb")  # noqa: SIM115 (closed below)
     except OSError as error:
         raise UsageError(f"{name}: {error.strerror}") from None
+    hashed = _HashingReader(raw)
+    # Bloctel files are not always UTF-8; numbers are ASCII either way.
+    text = io.TextIOWrapper(io.BufferedReader(hashed), encoding="utf-8", errors="replace")
+    try:
+        yield text, hashed.digest
+    finally:
+        text.detach()
+        if raw is not sys.stdin.buffer:
+            raw.close()
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return count or 0
+
+
+def _then(items: Iterable[Any], finished: Callable[[], None]) -> Iterator[Any]:
+    yield from items
+    finished()
 
 
 class _Progress:
@@ -639,6 +680,14 @@ class _Progress:
 
 
 async def _outcome(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.result == "list":
+        company = _company_id(config, args.company) if args.company else None
+        callee = _number(args.callee) if args.callee else None
+        rows = [outcome_json(o) for o in await store.outcomes(company, callee)]
+        _print_records(rows, args.json, OUTCOME_COLUMNS)
+        return EXIT_OK
+    if not args.callee:
+        raise UsageError(f"outcome {args.result} needs --to NUMBER")
     callee, company, at = _number(args.callee), _company_id(config, args.company), _now(args)
     if args.result == "refused":
         record_id = await store.add_refusal(company, callee, at, "cli")
@@ -888,17 +937,20 @@ async def _db_copy(args: argparse.Namespace, config: Config, store: Store) -> in
     try:
         copied = await copy_store(store, target, progress=progress.show)
         progress.done()
-        verifier, broken = await verify_chain(target)
+        check = await verify_chain(target)
     finally:
         await target.close()
     seconds = time.monotonic() - started
     print(f"copied {sum(copied.values()):,} records in {seconds:.1f} s: " + ", ".join(
         f"{table} {count:,}" for table, count in copied.items()
     ))  # fmt: skip
-    if broken:
-        print(f"BROKEN: the copy's decision log: {broken}")
+    if not check.ok:
+        print(f"BROKEN: the copy's decision log: {check}")
         return EXIT_REJECT
-    print(f"the copy's decision log verifies: {verifier.count:,} entries")
+    print(
+        f"the copy's decision log verifies: {check.verifier.count:,} entries,"
+        f" {check.rows:,} fact rows as it says"
+    )
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from callgate.model import Decision
 from callgate.store import ConsentRecord, ContractRecord, OppositionRecord
-from callgate.store.base import AppointmentRecord
+from callgate.store.base import AppointmentRecord, Outcome
 from callgate.timeparse import DEFAULT_ZONE
 
 __all__ = [
@@ -108,6 +108,20 @@ def opposition_json(record: OppositionRecord) -> dict[str, Any]:
         "id": record.id, "callee": record.callee, "company": record.company,
         "source": record.source, "added_at": _iso(record.added_at),
         "removed_at": _iso(record.removed_at),
+    }  # fmt: skip
+
+
+# `outcome list`'s columns; its JSON (and GET /v1/outcomes) has these keys.
+OUTCOME_COLUMNS = ("at", "kind", "callee", "company", "source", "id", "seq")
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """A refusal or a withdrawal; ``seq`` is the log entry that recorded it (`callgate log
+    --kind refusal`), None when a genesis or purge entry vouches for it."""
+    return {
+        "at": outcome.at.isoformat(), "kind": outcome.kind, "callee": outcome.callee,
+        "company": outcome.company, "source": outcome.source, "id": outcome.id,
+        "seq": outcome.seq,
     }  # fmt: skip
 
 

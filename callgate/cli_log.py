@@ -18,6 +18,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -25,14 +26,22 @@ from typing import Any, BinaryIO, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from callgate.auditlog import ChainBreak, ChainVerifier, pseudonymise, read_anchor, shown_key
+from callgate.auditlog import (
+    ChainBreak,
+    ChainVerifier,
+    is_fact,
+    pseudonymise,
+    read_anchor,
+    shown_key,
+)
 from callgate.config import Config
+from callgate.factlog import FACT_TABLES, FactProblem, FactReplay, fact_summary
 from callgate.gate import GATE_CODES, resolve_request
 from callgate.model import CallRequest, Purpose
 from callgate.numbering import parse_number
 from callgate.rules import get_pack
 from callgate.store import Store
-from callgate.store.base import LogQuery
+from callgate.store.base import LOG_KINDS, LogQuery
 from callgate.timeparse import DEFAULT_ZONE
 
 __all__ = [
@@ -69,6 +78,12 @@ def add_log_parser(commands: Any, instant: Callable[[str], datetime]) -> None:
     log.add_argument("--campaign")
     log.add_argument("--callee", metavar="NUMBER")
     log.add_argument("--caller", metavar="NUMBER")
+    log.add_argument(
+        "--kind", choices=LOG_KINDS, default=None,
+        help="all (the default for list and export): decisions and the writes of facts;"
+        " call, dry-run: decisions of that kind; fact: every write of facts, or one kind"
+        " of them (consent, refusal, withdrawal...)",
+    )  # fmt: skip
     log.add_argument("--limit", type=_count, default=50, help="list: how many (default 50)")
     log.add_argument("--follow", "-f", action="store_true", help="list: keep showing new ones")
     log.add_argument("--json", action="store_true")
@@ -106,7 +121,7 @@ def _query(args: argparse.Namespace) -> LogQuery:
         since=args.since, until=args.until, verdict=args.verdict,
         reason=args.reason.upper() if args.reason else None, company=args.company,
         campaign=args.campaign, callee=number(args.callee, "--callee"),
-        caller=number(args.caller, "--caller"),
+        caller=number(args.caller, "--caller"), kind=args.kind or "all",
     )  # fmt: skip
 
 
@@ -156,6 +171,11 @@ def _printer(args: argparse.Namespace) -> Callable[[list[dict[str, Any]]], None]
 
         def write_csv(entries: list[dict[str, Any]]) -> None:
             for entry in entries:
+                if is_fact(entry):  # the decision's columns that a write of facts has
+                    shown = {**entry, "verdict": f"{entry['fact']} {entry['op']}",
+                             "reasons": fact_summary(entry)}  # fmt: skip
+                    writer.writerow([shown.get(c) for c in _CSV_COLUMNS])
+                    continue
                 codes = ",".join(r["code"] for r in entry["reasons"])
                 writer.writerow([codes if c == "reasons" else entry[c] for c in _CSV_COLUMNS])
             sys.stdout.flush()
@@ -166,12 +186,19 @@ def _printer(args: argparse.Namespace) -> Callable[[list[dict[str, Any]]], None]
 
     def table(entries: list[dict[str, Any]]) -> None:
         if not entries and not shown["header"]:
-            console.print("(no decisions)")
+            console.print("(no entries)")
             return
         view = Table(show_header=not shown["header"], box=None, pad_edge=False)
         for column in ("time (Paris)", "verdict", "callee", "caller", "reasons", "retry", "id"):
             view.add_column(column, no_wrap=column != "reasons")
         for entry in entries:
+            if is_fact(entry):
+                view.add_row(
+                    _local(entry["at"]), f"[cyan]{entry['fact'].upper()}[/] {entry['op']}",
+                    entry.get("callee") or "-", "-", fact_summary(entry), "-",
+                    f"#{entry['seq']}",
+                )  # fmt: skip
+                continue
             caller = entry["caller_in"] or "-"
             if entry["caller_out"] and entry["caller_out"] != entry["caller_in"]:
                 caller = f"{caller} -> {entry['caller_out']}"
@@ -260,10 +287,13 @@ async def _explain(args: argparse.Namespace, config: Config, store: Store) -> in
     if entry is None:
         raise LogUsageError(f"no decision {args.target!r} in the log (a full id, or 8 characters)")
     evaluation = await rejudge(entry, config, store)
+    relied = await _relied_on(entry, store)
+    cited = {o.rule: _citing(relied, o.facts) for o in evaluation.outcomes}
     if args.json:
         print(json.dumps({"entry": entry, "rules": [
             {"rule": o.rule, "checks": o.checks, "applies": o.applies,
-             "reasons": [r.code for r in o.reasons]} for o in evaluation.outcomes
+             "reasons": [r.code for r in o.reasons], "fact_entries": cited[o.rule]}
+            for o in evaluation.outcomes
         ]}, ensure_ascii=False))  # fmt: skip
         return EXIT_OK
     console = _console()
@@ -295,11 +325,30 @@ async def _explain(args: argparse.Namespace, config: Config, store: Store) -> in
         else:
             state = "passed"
         console.print(f"    {outcome.rule:<22} {state:<28} {outcome.checks}")
+        if cited[outcome.rule]:
+            seqs = ", ".join(f"#{seq}" for seq in cited[outcome.rule])
+            console.print(f"    {'':<22} on the facts of log entries {seqs}")
     logged = {r["code"] for r in entry["reasons"]}
     again = {r.code for r in evaluation.reasons}
     if logged != again and not logged & GATE_CODES:
         console.print("  [yellow]today's rules would decide differently: see `log replay`[/]")
     return EXIT_OK
+
+
+async def _relied_on(entry: dict[str, Any], store: Store) -> list[dict[str, Any]]:
+    """The writes of facts about the decision's callee chained before it."""
+    if not entry["callee"] or not entry["company"]:
+        return []
+    return await store.fact_entries_about(entry["company"], entry["callee"], entry["seq"])
+
+
+def _citing(entries: list[dict[str, Any]], tables: tuple[str, ...]) -> list[int]:
+    """The seqs of the entries that wrote one of ``tables``."""
+    return [
+        entry["seq"] for entry in entries
+        if any(c["table"] in tables for c in entry["rows"])
+        or any(b["table"] in tables for b in entry["bulk"])
+    ]  # fmt: skip
 
 
 async def _replay(args: argparse.Namespace, config: Config, store: Store) -> int:
@@ -346,13 +395,11 @@ async def _export(args: argparse.Namespace, config: Config, store: Store) -> int
                 count += 1
                 if count % 100_000 == 0:
                     print(f"  {count:,} entries exported...", file=sys.stderr)
-    print(f"exported {count:,} decisions", file=sys.stderr)
+    print(f"exported {count:,} entries", file=sys.stderr)
     return EXIT_OK
 
 
-async def export_lines(
-    store: Store, query: LogQuery, *, pseudonymised: bool
-) -> AsyncIterator[str]:
+async def export_lines(store: Store, query: LogQuery, *, pseudonymised: bool) -> AsyncIterator[str]:
     """An extract of the log as JSON lines that verifies on its own: where it joins the
     chain first, when it does not start at the log's first entry."""
     first = True
@@ -378,11 +425,15 @@ def verify_export(args: argparse.Namespace) -> int:
 async def _verify(args: argparse.Namespace, config: Config, store: Store) -> int:
     if args.target:
         return verify_export(args)
-    verifier, broken = await verify_chain(store)
-    return _verdict(verifier, broken, "the store")
+    check = await verify_chain(store)
+    if check.problems:
+        return _facts_verdict(check)
+    return _verdict(check.verifier, check.broken, "the store", rows=check.rows)
 
 
-def _verdict(verifier: ChainVerifier, broken: ChainBreak | None, source: str) -> int:
+def _verdict(
+    verifier: ChainVerifier, broken: ChainBreak | None, source: str, *, rows: int | None = None
+) -> int:
     if broken:
         print(f"BROKEN: {source}: {broken}")
         print(f"  {verifier.count:,} entries verified before it")
@@ -394,17 +445,65 @@ def _verdict(verifier: ChainVerifier, broken: ChainBreak | None, source: str) ->
         print(f"OK: {source}: 0 entries: it holds no log entry, so nothing was checked")
         return EXIT_OK
     print(f"OK: {source}: {verifier.count:,} entries, the hash chain is intact")
+    if rows:
+        print(f"  and the fact tables are what it says: {rows:,} rows checked")
     return EXIT_OK
 
 
-async def verify_chain(store: Store) -> tuple[ChainVerifier, ChainBreak | None]:
-    """Walk the store's decision log from its anchor; the first break, if any."""
+_SHOWN_PROBLEMS = 20
+
+
+def _facts_verdict(check: LogCheck) -> int:
+    problems = check.problems
+    print(f"BROKEN: the store: {len(problems):,} fact row(s) differ from the log's entries")
+    for problem in problems[:_SHOWN_PROBLEMS]:
+        print(f"  {problem}")
+    if len(problems) > _SHOWN_PROBLEMS:
+        print(f"  ... and {len(problems) - _SHOWN_PROBLEMS:,} more")
+    print(f"  the hash chain itself is intact: {check.verifier.count:,} entries")
+    return EXIT_BROKEN
+
+
+@dataclass
+class LogCheck:
+    """The store's log checked: its chain, then its fact tables against the chain."""
+
+    verifier: ChainVerifier
+    broken: ChainBreak | None
+    problems: list[FactProblem]
+    rows: int | None = None  # fact rows checked; None: the chain broke first
+
+    def __str__(self) -> str:
+        if self.broken:
+            return str(self.broken)
+        return "; ".join(str(problem) for problem in self.problems[:3]) + (
+            f" (and {len(self.problems) - 3:,} more)" if len(self.problems) > 3 else ""
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None and not self.problems
+
+
+async def verify_chain(store: Store) -> LogCheck:
+    """Walk the store's log from its anchor, decisions and facts; then check every fact
+    row against the entry that last wrote it. Stops at the chain's first break."""
     verifier = ChainVerifier(await store.log_anchor())
-    async for entry in log_batches(store, LogQuery()):
+    replay = FactReplay()
+    async for entry in log_batches(store, LogQuery(kind="all")):
         broken = verifier.feed(entry)
         if broken:
-            return verifier, broken
-    return verifier, None
+            return LogCheck(verifier, broken, [])
+        if is_fact(entry):
+            replay.feed(entry)
+    rows = 0
+    for table in FACT_TABLES:
+        check = replay.check_table(table)
+        async for row in store.fact_rows(table):
+            check.row(row)
+            rows += 1
+        check.done()
+    return LogCheck(verifier, None, replay.problems, rows)
 
 
 def _verify_file(path: Path) -> tuple[ChainVerifier, ChainBreak | None, str]:

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callgate.cli_log import verify_chain
+from callgate.factlog import FACT_TABLES
 from callgate.store import open_store, sqlite_path, stored_row_counts, stored_schema_version
 from callgate.store.base import RECORD_TABLES
+from callgate.store.factwrite import FACT_CHAIN_VERSION
 
 __all__ = ["MigrationReport", "migrate_store", "report_lines"]
 
@@ -48,13 +50,14 @@ async def migrate_store(url: str, *, synchronous: str = "full") -> MigrationRepo
     store = await open_store(url, synchronous=synchronous)  # migrates, in one transaction
     try:
         to_version = await store.migrate()
-        verifier, broken = await verify_chain(store)
+        check = await verify_chain(store)
     finally:
         await store.close()
     after = await stored_row_counts(url, RECORD_TABLES)
+    verifier = check.verifier
     return MigrationReport(
         from_version, to_version, before, after, verifier.count,
-        verifier.expected_prev if verifier.count else None, str(broken) if broken else None,
+        verifier.expected_prev if verifier.count else None, None if check.ok else str(check),
     )  # fmt: skip
 
 
@@ -67,9 +70,11 @@ def report_lines(report: MigrationReport) -> list[str]:
         lines = [f"store migrated from schema version {report.from_version}"
                  f" to {report.to_version}"]  # fmt: skip
     lines += [
-        f"  {table}: {report.before[table]:,} -> {report.after[table]:,}"
-        for table in RECORD_TABLES
+        f"  {table}: {report.before[table]:,} -> {report.after[table]:,}" for table in RECORD_TABLES
     ]
+    if report.from_version and report.from_version < FACT_CHAIN_VERSION <= report.to_version:
+        held = sum(report.after[table] for table in FACT_TABLES)
+        lines.append(f"the facts it held are chained: {held:,} rows, in one genesis entry")
     for table, (was, now) in report.lost.items():
         lines.append(f"LOST: {table} held {was:,} rows and now holds {now:,}")
     if report.chain_problem:

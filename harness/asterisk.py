@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,14 @@ def packages() -> list[str]:
     return PACKAGES_FILE.read_text().split()
 
 
+# Debian's French sounds are Canadian French (asterisk-core-sounds-fr, the fr_CA_f_June
+# voice): with them installed, any stock sound a French channel plays is Québécois. The
+# French announcement is callgate's own prompts; without these packages nothing else in
+# French can play (Asterisk falls back to its English sounds). A root cached while they
+# were in packages.txt loses them.
+UNWANTED = ("asterisk-core-sounds-fr*", "asterisk-prompt-fr*")
+
+
 def ensure_root(root: Path = DEFAULT_ROOT) -> Path | None:
     """The chroot to run Asterisk in, built if missing, with the refusal prompts spoken;
     None when Asterisk is on PATH."""
@@ -55,6 +64,7 @@ def ensure_root(root: Path = DEFAULT_ROOT) -> Path | None:
         if not (root / "usr/sbin/asterisk").exists():
             _build_root(root)
         _install_missing(root)
+        _remove_unwanted(root)
         make_prompts(root)
     return root
 
@@ -93,6 +103,25 @@ def _install_missing(root: Path) -> None:
             ["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends",
              *missing], check=True, env=env, stdout=subprocess.DEVNULL,
         )  # fmt: skip
+
+
+def _remove_unwanted(root: Path) -> None:
+    listed = subprocess.run(
+        ["chroot", str(root), "dpkg-query", "-W", "-f=${Package} ${Status}\\n", *UNWANTED],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    installed = [line.split()[0] for line in listed.splitlines() if line.endswith(" installed")]
+    if not installed:
+        return
+    _log(f"removing {', '.join(installed)} from {root}...")
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    subprocess.run(["chroot", str(root), "apt-get", "purge", "-y", "-q", *installed],
+                   check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+    # The prompts made through Debian's sounds/fr link went into that voice's folder,
+    # which dpkg leaves behind with them: make-prompts writes a real sounds/fr instead.
+    for leftover in (root / "usr/share/asterisk/sounds").glob("fr_*"):
+        if not leftover.is_symlink():
+            shutil.rmtree(leftover)
 
 
 PROMPT_TEXTS = REPO / "sounds" / "prompts.txt"
@@ -294,6 +323,10 @@ class AsteriskInstance:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError("asterisk did not finish booting")
+
+    def console_command(self) -> str:
+        """The command that opens this instance's console (``asterisk -r``), for a shell."""
+        return shlex.join(self._command("-r"))
 
     def rx(self, command: str) -> str:
         result = subprocess.run(

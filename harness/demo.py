@@ -26,13 +26,22 @@ from harness.asterisk import REPO, AsteriskInstance, Ports, ensure_root
 from harness.gate import GateProcess, callgate_command, console_decisions, write_config
 from harness.sipp import Carrier, free_port, place_call
 
+# The demo's own callees: each allowed call counts against the callee's 4 calls in 30
+# days, so the numbers docs/softphone.md gives (GUIDE_CALLEES) are left untouched for the
+# softphone, and a refused call is no one's either.
+SCRIPTED_CALLEE = "0698765432"
+UNCONSENTED_CALLEE = "0655443322"
+GUIDE_CALLEES = ("0612345678", "0756123456")  # busy and answered by the carrier
 CALLS = (
-    ("compliant: an NPV of the company", "+33948000001", "0612345678"),
-    ("rewritten: the agent's own mobile as caller ID", "0612345678", "0612345678"),
-    ("rejected: no consent from this callee", "+33948000001", "0687654321"),
+    ("compliant: an NPV of the company", "+33948000001", SCRIPTED_CALLEE),
+    ("rewritten: the agent's own mobile as caller ID", "0612345678", SCRIPTED_CALLEE),
+    ("rejected: no consent from this callee", "+33948000001", UNCONSENTED_CALLEE),
     ("emergency: 112, routed before the gate", "0612345678", "112"),
 )
-SIP_ANSWERS = {486: "reached the carrier (it answers busy)", 403: "refused by callgate (cause 21)"}
+SIP_ANSWERS = {
+    486: "reached the carrier (it answers busy)",
+    603: "refused by callgate: 603 Decline",
+}
 
 
 def _port(preferred: int) -> int:
@@ -99,10 +108,10 @@ def main() -> int:
         asterisk.start()
         carrier.start()
         # 0756123456 is answered by the carrier: try *7 and *8 on it. An appointment
-        # spanning the demo lets both numbers through at any hour of the real clock (from
+        # spanning the demo lets the numbers through at any hour of the real clock (from
         # 2026-08-11 nothing else lifts the days and hours, RULES-FR §2.4).
         now = datetime.now(UTC)
-        for number in ("0612345678", "0756123456"):
+        for number in (SCRIPTED_CALLEE, *GUIDE_CALLEES):
             _cli(config, "consent", "add", "--to", number, "--source", "demo",
                  "--proof", "demo consent", "--channel", "other")  # fmt: skip
             _cli(config, "appointment", "add", "--to", number, "--source", "demo",
@@ -110,6 +119,10 @@ def main() -> int:
                  "--until", (now + timedelta(hours=12)).isoformat())  # fmt: skip
         gate.start()
         refusals.start()
+        # docs/softphone.md stops the gate by its id to show that calls then fail closed.
+        for service, name in ((gate, "gate.pid"), (refusals, "agi.pid")):
+            assert service.process is not None
+            (workdir / name).write_text(f"{service.process.pid}\n")
         print(f"Asterisk SIP on 127.0.0.1:{ports.sip}, ARI on {asterisk.ari_url}; "
               f"store {db}\n")  # fmt: skip
         _doctor(config)
@@ -117,7 +130,7 @@ def main() -> int:
             _demo_call(title, caller, number, ports, carrier, db, workdir)
         api.start()
         _console(console, officer_token, tokens)
-        print(_softphone_help(ports))
+        print(_softphone_help(ports, asterisk, carrier, workdir))
         if args.serve:
             print("Serving; Ctrl-C to stop.")
             stops = {signal.SIGINT, signal.SIGTERM}
@@ -204,13 +217,20 @@ def _decision_count(db: Path) -> int:
     return len(_decisions(db)) if db.exists() else 0
 
 
-def _softphone_help(ports: Ports) -> str:
+def _softphone_help(
+    ports: Ports, asterisk: AsteriskInstance, carrier: Carrier, workdir: Path
+) -> str:
     return f"""To try more with a softphone (Linphone, Zoiper, baresip) on this machine:
   account 1001, password demo-1001, server 127.0.0.1:{ports.sip} (UDP or TCP)
   dial 0612345678 (consented: the carrier answers busy), 0756123456 (consented: the
   carrier answers; press *7 for "the callee refused", *8 for "ne m'appelez plus"), any
   other number (refused: no consent), or 112 (emergency: never gated).
   docs/softphone.md has the whole tour.
+What each part says, as it happens:
+  callgate run (the gate's decisions)   {workdir / "gate.log"}, its process id in gate.pid
+  callgate agi (the keys *7 and *8)     {workdir / "agi.log"}, its process id in agi.pid
+  the carrier's SIP trace (its INVITEs) {carrier.trace}
+  Asterisk's console                    {asterisk.console_command()}
 Run `make serve` to keep the demo PBX up while you try."""
 
 

@@ -92,7 +92,7 @@ class Invite:
 @dataclass(frozen=True)
 class CallResult:
     final: int | None  # the final SIP status the agent got for its authenticated INVITE
-    reason: str | None  # the Reason header, e.g. Q.850;cause=21
+    reason: str | None  # the Reason header, e.g. Q.850;cause=17 (busy)
     messages: list[str]
 
 

@@ -16,11 +16,13 @@ from callgate.store import open_store
 from callgate.store.base import LogQuery
 
 
-async def _a_log(path, calls: int = 5):
+async def _a_log(path, calls: int = 5, *, consent: bool = True):
+    """A log of ``calls`` decisions, after a consent's entry (written now, by the clock)."""
     store = await open_store(str(path))  # a SQLite file or a PostgreSQL URL
-    await store.add_consent(
-        "acme", "+33612345678", Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1))
-    )
+    if consent:
+        await store.add_consent(
+            "acme", "+33612345678", Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1))
+        )
     for i in range(calls):
         await check_call(store, a_config(), a_request(), MONDAY + days(i), record=True)
     return store
@@ -30,16 +32,16 @@ async def _entries(store_url: str) -> list[dict]:
     """A real log's entries, as the store reads them back."""
     store = await _a_log(store_url)
     try:
-        return await store.log_entries(LogQuery())
+        return await store.log_entries(LogQuery(kind="all"))  # the consent is an entry too
     finally:
         await store.close()
 
 
 async def test_an_intact_log_verifies(store_url):
     entries = await _entries(store_url)
-    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5, 6]
     assert entries[0]["prev_hash"] == GENESIS
-    assert verify_chain(entries) == (5, None)
+    assert verify_chain(entries) == (6, None)
 
 
 async def test_an_edit_is_caught_at_the_edited_entry(store_url):
@@ -85,15 +87,16 @@ async def test_a_reordering_is_caught(store_url):
 
 async def test_a_pseudonymised_export_verifies_without_the_numbers(store_url):
     store = await _a_log(store_url)
-    entries = [pseudonymise(e) for e in await store.log_entries(LogQuery())]
+    entries = [pseudonymise(e) for e in await store.log_entries(LogQuery(kind="all"))]
     await store.close()
     assert all("callee" not in e and "callee_salt" not in e for e in entries)
     assert "+33612345678" not in json.dumps(entries)
-    assert verify_chain(entries) == (5, None)
+    assert verify_chain(entries) == (6, None)
 
 
 async def test_purge_keeps_the_rest_verifiable(store_url):
-    store = await _a_log(store_url)
+    # Decisions alone: the consent's entry, dated today, would stop a purge of older ones.
+    store = await _a_log(store_url, consent=False)
     assert await store.purge_log(MONDAY + days(2), MONDAY + days(30)) == 2
     rest = await store.log_entries(LogQuery())
     anchor = await store.log_anchor()
@@ -163,7 +166,8 @@ async def test_the_auditors_workflow(tmp_path):
         str(export),
     )
     lines = export.read_text().splitlines()
-    assert len(lines) == 3
+    # It joins the chain after the consent's entry (dated today): the anchor says where.
+    assert len(lines) == 4 and lines[0].startswith('{"anchor": {"seq": 1,')
     assert "OK" in _cli(tmp_path, "log", "verify", str(export)).stdout
     refused = _cli(
         tmp_path, "log", "--callee", "0699999999", "--verdict", "reject", "--json"
@@ -174,10 +178,10 @@ async def test_the_auditors_workflow(tmp_path):
     assert "prospecting_consent" in explained and "Loi 2025-594" in explained
     # An auditor's copy that someone edited afterwards:
     edited = [json.loads(line) for line in lines]
-    edited[1]["verdict"] = "allow"
+    edited[2]["verdict"] = "allow"  # line 1 is the anchor
     export.write_text("\n".join(json.dumps(e) for e in edited) + "\n")
     broken = _cli(tmp_path, "log", "verify", str(export), status=1).stdout
-    assert "BROKEN" in broken and "line 2" in broken and "edited" in broken
+    assert "BROKEN" in broken and "line 3" in broken and "edited" in broken
 
 
 async def test_editing_the_store_is_caught_by_verify(tmp_path):

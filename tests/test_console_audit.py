@@ -91,7 +91,7 @@ async def test_a_tampered_row_is_shown_broken_at_its_seq_after_verify(admin, sto
     assert kind == "bad"
     assert '<strong class="break-seq">4</strong>' in text
     assert "modifiée : son contenu ne correspond plus à son empreinte" in text
-    english = (await (await client.get("/console/audit?lang=en")).text())
+    english = await (await client.get("/console/audit?lang=en")).text()
     assert "edited: its content does not match its hash" in chain_box(english)[1]
 
 
@@ -201,8 +201,10 @@ async def test_a_purge_without_retention_says_so(store):
         await client.close()
 
 
-@pytest.mark.parametrize(("start", "end"), [("2026-11-23T15:00", "2026-11-23T12:00"),
-                                            ("2026-11-23T12:00", "2026-11-23T12:00")])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("2026-11-23T15:00", "2026-11-23T12:00"), ("2026-11-23T12:00", "2026-11-23T12:00")],
+)
 async def test_an_export_ending_before_it_starts_is_a_400_naming_to(admin, start, end):
     client, _ = admin
     reply = await client.get("/console/audit/export", params={"from": start, "to": end})

@@ -27,7 +27,6 @@ NOW = paris(2026, 11, 23, 11, 0)  # a Monday, in the opt-in regime
 PAGE = f"/console/callees/{CALLEE}"
 
 
-
 @pytest.fixture
 async def client(store, monkeypatch):
     monkeypatch.setattr(callees, "now", lambda: NOW)

@@ -33,7 +33,6 @@ def config():
     return a_config(companies=COMPANIES)
 
 
-
 @pytest.fixture
 async def client(store):
     async with TestClient(TestServer(make_app(store, config(), TOKEN))) as c:

@@ -33,7 +33,6 @@ EARLIER = NOW - timedelta(hours=1)
 TEXT = ChartText("Per hour", "A description", "Allowed", "Rejected", "{when}: {allowed}/{rejected}")
 
 
-
 @pytest.fixture
 def at_now(monkeypatch):
     """The overview's "now" set to ``NOW`` (a test may set another)."""

@@ -231,7 +231,9 @@ async def test_an_excel_unicode_text_list_is_read(client, store, encoding):
     assert figure(html, "total-count") == 20_001
     rows = await download(client, html)
     assert [r["number"] for r in rows] == [
-        *numbers[:10_000], f"(a line longer than {scrub_page.MAX_LINE} bytes)", *numbers[10_000:]
+        *numbers[:10_000],
+        f"(a line longer than {scrub_page.MAX_LINE} bytes)",
+        *numbers[10_000:],
     ]
     assert rows[0]["verdict"] == (await expected(store, numbers[:1]))[0]["verdict"]
     assert rows[10_000]["reasons"] == "DEST_INVALID"
@@ -309,7 +311,11 @@ async def test_the_download_runs_no_formula(client):
     html = await finished(client, reply.headers["Location"])
     numbers = [r["number"] for r in await download(client, html)]
     assert numbers == [
-        "'=HYPERLINK(\"http://evil\",\"x\")", "+33612345678", "0612345678", "'@SUM(1)", "'-1+1",
+        '\'=HYPERLINK("http://evil","x")',
+        "+33612345678",
+        "0612345678",
+        "'@SUM(1)",
+        "'-1+1",
     ]
 
 

@@ -378,7 +378,6 @@ async def _plan(store, sql: str, params: dict) -> str:
     return "\n".join(row[0] for row in rows)
 
 
-
 async def test_a_decision_is_found_by_its_first_characters_and_never_by_a_wildcard(store):
     first, second = a_decision(T0), a_decision(T0 + timedelta(seconds=1))
     for decision in (first, second):

@@ -365,7 +365,14 @@ def test_without_ami_the_emergency_routes_are_not_checked_and_that_is_no_failure
 # ---------------------------------------------------------------- the doctor's call
 
 REJECTED = {"id": "4c0f13bd-0000", "verdict": "reject", "reasons": [{"code": "DEST_INVALID"}]}
-GATED_RUN = ("[callgate-via-ari] Stasis(callgate)", "[callgate-verdict] Hangup(21)")
+# asterisk-conf/'s refusal: 603 for an agent's PJSIP call, cause 21 for the doctor's Local one.
+GATED_RUN = (
+    "[callgate-via-ari] Stasis(callgate)",
+    '[callgate-verdict] ExecIf($["Local" = "PJSIP"]?PJSIPHangup(603))',
+    "[callgate-verdict] Hangup(21)",
+)
+# A PBX that refuses every call with cause 21 (a 403 for a softphone) fails closed too.
+HANGUP_21_RUN = ("[callgate-via-ari] Stasis(callgate)", "[callgate-verdict] Hangup(21)")
 
 
 def a_call(**changes) -> CallTrace:
@@ -376,9 +383,18 @@ def a_call(**changes) -> CallTrace:
     return replace(base, **changes)
 
 
-def test_the_call_passes_when_the_gate_rejected_it_and_it_hung_up_with_cause_21():
-    check = checks.synthetic_call(a_call(), 10)
+@pytest.mark.parametrize("ran", [GATED_RUN, HANGUP_21_RUN], ids=["ours", "hangup-21"])
+def test_the_call_passes_when_the_gate_rejected_it_and_it_hung_up_with_cause_21(ran):
+    check = checks.synthetic_call(a_call(ran=ran), 10)
     assert check.status is Status.OK and "decision 4c0f13bd" in check.detail
+
+
+def test_a_pjsip_hangup_alone_leaves_a_local_call_without_a_cause():
+    ran = ("[callgate-via-ari] Stasis(callgate)", "[callgate-verdict] PJSIPHangup(603)")
+    check = checks.synthetic_call(a_call(ran=ran, cause=0, cause_text="Unknown"), 10)
+    assert check.status is Status.FAIL
+    assert "cause 0" in check.detail and "PJSIPHangup() refuses PJSIP channels only" in check.detail
+    assert check.fix is not None and "then Hangup(21)" in check.fix
 
 
 @pytest.mark.parametrize(
@@ -468,7 +484,7 @@ def test_a_store_behind_this_callgate_is_found_and_left_as_it_is(tmp_path):
         db.execute("PRAGMA user_version = 1")
     result = _doctor(tmp_path)
     assert "FAIL  store" in result.stdout
-    assert "schema version 1, older than this callgate's (4)" in result.stdout
+    assert "schema version 1, older than this callgate's (5)" in result.stdout
     with sqlite3.connect(tmp_path / "doctor.db") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1
 

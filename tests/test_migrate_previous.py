@@ -43,10 +43,13 @@ def previous_store(request, tmp_path) -> str:
 async def test_a_previous_release_store_migrates_with_nothing_lost(previous_store):
     assert await stored_schema_version(previous_store) == 2
     report = await migrate_store(previous_store)
-    assert (report.from_version, report.to_version) == (2, 4)
-    assert report.before == report.after == EXPECTED
-    assert report.ok and report.entries == 5  # what the purge left, after its anchor
-    assert "store migrated from schema version 2 to 4" in report_lines(report)
+    assert (report.from_version, report.to_version) == (2, 5)
+    assert report.before == {**EXPECTED, "fact_entries": 0}
+    assert report.after == {**EXPECTED, "fact_entries": 1}  # the genesis of facts
+    # What the purge left, after its anchor, and the genesis of facts the migration chained.
+    assert report.ok and report.entries == 6
+    assert "store migrated from schema version 2 to 5" in report_lines(report)
+    assert "the facts it held are chained: 7 rows, in one genesis entry" in report_lines(report)
 
     store = await open_store(previous_store)
     try:
@@ -68,14 +71,19 @@ async def test_a_previous_release_store_migrates_with_nothing_lost(previous_stor
             {"id": "acme", "numbers": ["+33948000001"]},
         ]), a_request(), paris(2026, 11, 30, 11), record=True)  # fmt: skip
         assert decision.codes == ("CAP_30_DAYS", "REFUSAL_COOLDOWN")
-        verifier, broken = await verify_chain(store)
-        assert broken is None and verifier.count == 6  # the new entry extends the chain
+        check = await verify_chain(store)
+        verifier, broken = check.verifier, check.problems or check.broken
+        assert broken is None and verifier.count == 7  # the new entry extends the chain
+        [genesis] = await store.log_entries(LogQuery(kind="genesis"))
+        counts = {part["table"]: part["count"] for part in genesis["bulk"]}
+        assert counts == {"consents": 3, "refusals": 1, "contracts": 1, "opposition": 2,
+                          "appointments": 0}  # fmt: skip
     finally:
         await store.close()
 
     again = await migrate_store(previous_store)
-    assert again.from_version == again.to_version == 4 and again.ok
-    assert report_lines(again)[0] == "already at schema version 4: nothing to do"
+    assert again.from_version == again.to_version == 5 and again.ok
+    assert report_lines(again)[0] == "already at schema version 5: nothing to do"
     assert again.chain_head != report.chain_head  # the entry added since
 
 
@@ -88,12 +96,12 @@ def test_db_migrate_from_the_command_line(tmp_path):
                "db", "migrate"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "store migrated from schema version 2 to 4" in done.stdout
-    assert "  consents: 3 -> 3" in done.stdout and "decision log verifies: 5 entries" in done.stdout
+    assert "store migrated from schema version 2 to 5" in done.stdout
+    assert "  consents: 3 -> 3" in done.stdout and "decision log verifies: 6 entries" in done.stdout
     # A new installation: the store is created at this release's schema.
     new = subprocess.run([*command[:-4], "--db", str(tmp_path / "new.db"), "db", "migrate"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert new.returncode == 0 and "store created at schema version 4" in new.stdout
+    assert new.returncode == 0 and "store created at schema version 5" in new.stdout
     nowhere = tmp_path / "no" / "such" / "folder.db"
     lost = subprocess.run([*command[:-4], "--db", str(nowhere), "db", "migrate"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip

@@ -174,8 +174,15 @@ async def test_api_check_records_an_attempt_only_when_asked(client):
 
 
 async def test_api_withdrawn_appointments_and_consent_fields(client):
-    consent = {"to": "0612345678", "at": "2026-09-01", "channel": "phone", "covers": "energy",
-               "collected_by": "agent 12", "proof_sha256": "ab" * 32, "proof_name": "call.wav"}
+    consent = {
+        "to": "0612345678",
+        "at": "2026-09-01",
+        "channel": "phone",
+        "covers": "energy",
+        "collected_by": "agent 12",
+        "proof_sha256": "ab" * 32,
+        "proof_name": "call.wav",
+    }
     assert (await client.post("/v1/consents", json=consent, headers=AUTH)).status == 201
     [listed] = (await (await client.get("/v1/consents", headers=AUTH)).json())["consents"]
     assert (listed["channel"], listed["proof_name"]) == ("phone", "call.wav")

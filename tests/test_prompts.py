@@ -1,8 +1,10 @@
 """sounds/prompts.txt: a text in French and in English for every prompt callgate can pick,
-and scripts/make-prompts refusing a broken texts file before it speaks anything."""
+a French word for every piece of the retry date the French dialplan says, and
+scripts/make-prompts refusing a broken texts file before it speaks anything."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +21,16 @@ LANGUAGES = ("fr", "en")
 LEAD_IN = "retry"
 # Played by `callgate agi` to confirm an agent's in-call key, not picked for a refusal.
 CONFIRMATIONS = ("withdrawn",)
+# The French retry date, word by word, as [callgate-verdict] plays it: weekday (0 =
+# Sunday), day of the month, month (1 = January), hour, and the minute unless it is 0.
+FRENCH_DATE = (
+    *(f"weekday-{n}" for n in range(7)),
+    *(f"day-{n}" for n in range(1, 32)),
+    *(f"month-{n}" for n in range(1, 13)),
+    *(f"hour-{n}" for n in range(24)),
+    *(f"minute-{n}" for n in range(1, 60)),
+)
+EXTENSIONS = REPO / "asterisk-conf" / "extensions.conf"
 
 
 def _texts(path: Path = TEXTS) -> dict[tuple[str, str], str]:
@@ -41,8 +53,31 @@ def test_every_prompt_has_a_text_in_each_language(name: str, lang: str) -> None:
 
 
 def test_the_texts_file_names_no_prompt_callgate_never_picks() -> None:
-    assert {name for name, _ in _texts()} == {*PROMPTS, LEAD_IN, *CONFIRMATIONS}
+    assert {name for name, _ in _texts()} == {*PROMPTS, LEAD_IN, *CONFIRMATIONS, *FRENCH_DATE}
     assert {lang for _, lang in _texts()} == set(LANGUAGES)
+    # The date's words are French only: other languages use Asterisk's digits/ sounds.
+    assert {name for name, lang in _texts() if lang != "fr"} & set(FRENCH_DATE) == set()
+
+
+@pytest.mark.parametrize("name", FRENCH_DATE)
+def test_every_word_of_the_french_date_has_a_text(name: str) -> None:
+    assert _texts().get((name, "fr"), "").strip(), f"no fr text for {name!r} in {TEXTS}"
+
+
+def test_the_french_date_plays_callgates_words_only() -> None:
+    """Between the French branch and the English one, [callgate-verdict] says the date
+    with callgate/ prompts alone: no digits/ sound, no SayNumber (Asterisk's French
+    sounds are Canadian French), every piece one of FRENCH_DATE."""
+    text = EXTENSIONS.read_text(encoding="utf-8")
+    start = text.index('"fr"]?retry-en)')
+    french = "\n".join(
+        line for line in text[start : text.index("n(retry-en)", start)].splitlines()
+        if not line.lstrip().startswith(";")
+    )  # fmt: skip
+    assert "digits/" not in french and "Say" not in french
+    played = re.findall(r"callgate/([a-z]+)-\$", french)
+    assert played == ["weekday", "day", "month", "hour", "minute"]
+    assert {name.rsplit("-", 1)[0] for name in FRENCH_DATE} == set(played)
 
 
 def _make_prompts(tmp_path: Path, texts: str) -> subprocess.CompletedProcess[str]:

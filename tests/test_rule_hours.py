@@ -131,9 +131,7 @@ def test_out_of_hours_consent_lifts_days_and_hours_before_2026_08_11_only():
 
 def test_out_of_hours_consent_revoked_or_expired_does_not_lift():
     night = paris(2026, 7, 20, 21, 0)  # a Monday evening, opposition regime
-    revoked = consented(
-        paris(2026, 7, 1), ConsentScope.OUT_OF_HOURS, revoked_at=paris(2026, 7, 20)
-    )
+    revoked = consented(paris(2026, 7, 1), ConsentScope.OUT_OF_HOURS, revoked_at=paris(2026, 7, 20))
     expired = consented(
         paris(2026, 7, 1), ConsentScope.OUT_OF_HOURS, expires_at=paris(2026, 7, 20, 21)
     )

@@ -242,8 +242,11 @@ async def test_many_deciders_on_one_store_share_commits_and_never_overrun_the_ca
         assert len(facts.attempts) == 4
     from callgate.cli_log import verify_chain
 
-    verifier, broken = await verify_chain(store)
-    assert broken is None and verifier.count == len(decisions)
+    check = await verify_chain(store)
+
+    verifier, broken = check.verifier, check.problems or check.broken
+    # Each consent is an entry of the chain too.
+    assert broken is None and verifier.count == len(decisions) + len(callees)
 
 
 async def test_a_failing_judge_fails_its_call_alone(store):
@@ -297,7 +300,9 @@ async def _verifies(store) -> tuple[int, object]:
     from callgate.auditlog import verify_chain
     from callgate.store.base import LogQuery
 
-    return verify_chain(await store.log_entries(LogQuery()), await store.log_anchor())
+    # Decisions and the writes of facts (a purge of a store with facts is one).
+    entries = await store.log_entries(LogQuery(kind="all"))
+    return verify_chain(entries, await store.log_anchor())
 
 
 async def test_purge_never_deletes_a_decision_newer_than_the_cutoff(store):

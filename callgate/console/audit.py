@@ -77,7 +77,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": f'attachment; filename="{_file_name(since, until, pseudonymised)}"',
     })  # fmt: skip
     await response.prepare(request)
-    query = LogQuery(since=since, until=until)
+    query = LogQuery(since=since, until=until, kind="all")  # the facts' entries too
     try:
         await _send(response, export_lines(request.app[STORE], query, pseudonymised=pseudonymised))
     except ConnectionError:
@@ -195,4 +195,3 @@ def _file_name(since: datetime | None, until: datetime | None, pseudonymised: bo
 
     name = f"callgate-log-{day(since, 'start')}-{day(until, 'now')}"
     return name + ("-pseudonymised" if pseudonymised else "") + ".jsonl"
-

@@ -236,8 +236,6 @@ def _not_a_number(request: web.Request, given: str) -> str:
     )
 
 
-
-
 # ---------------------------------------------------------------- what the page shows
 
 

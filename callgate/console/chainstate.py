@@ -27,6 +27,8 @@ from callgate.store.base import LogQuery
 __all__ = ["CHAIN", "ChainState", "ChainWatch", "start", "stop"]
 
 log = logging.getLogger("callgate.console")
+# The chain holds the decisions and the writes of facts: both are walked.
+ALL = LogQuery(kind="all")
 
 # Entries per read: small enough that hashing one batch holds the event loop only a few
 # milliseconds, so that checks and pages are answered while a long verification runs.
@@ -167,7 +169,7 @@ class ChainWatch:
     async def _walk(self, verifier: ChainVerifier, after: int, total: int) -> ChainBreak | None:
         done = 0
         while True:
-            batch = await self._store.log_entries(LogQuery(), after_seq=after, limit=self._batch)
+            batch = await self._store.log_entries(ALL, after_seq=after, limit=self._batch)
             if not batch:
                 return None
             for entry in batch:
@@ -183,9 +185,8 @@ class ChainWatch:
             await asyncio.sleep(0)  # let the API answer between two batches
 
     async def _newest_seq(self) -> int:
-        newest = await self._store.log_entries(LogQuery(), limit=1, last=True)
+        newest = await self._store.log_entries(ALL, limit=1, last=True)
         return int(newest[0]["seq"]) if newest else 0
-
 
 
 def _last_seq(verifier: ChainVerifier | None) -> int:

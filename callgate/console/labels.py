@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "PURPOSES", "REASONS", "RULES", "chain_problem", "purpose_label", "reason_label", "rule_text",
+    "PURPOSES",
+    "REASONS",
+    "RULES",
+    "chain_problem",
+    "purpose_label",
+    "reason_label",
+    "rule_text",
 ]
 
 # Short labels; the decision page shows the logged message and the rule's legal source.

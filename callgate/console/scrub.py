@@ -364,7 +364,6 @@ def _not_found(request: web.Request) -> web.Response:
     return error_page(request, 404, message)
 
 
-
 # ---------------------------------------------------------------- the upload
 
 
@@ -482,7 +481,6 @@ def safe_cell(text: str) -> str:
     if start[:1] in ("+", "-") and not _PHONE_DIGITS.fullmatch(start[1:]):
         return "'" + text
     return text
-
 
 
 class _NoColumn(Exception):

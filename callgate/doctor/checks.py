@@ -233,7 +233,11 @@ def modules_needed(agi: bool) -> tuple[tuple[str, str], ...]:
         ("func_timeout.so", "TIMEOUT(absolute): a call the gate leaves waiting is refused"),
     )
     if agi:
-        needed += (("res_agi.so", "AGI(), for `callgate agi` and the refusal key"),)
+        needed += (
+            ("res_agi.so", "AGI(), for `callgate agi` and the agents' keys"),
+            ("app_stack.so", "Gosub(), which runs the agents' keys ([callgate-keys])"),
+            ("app_read.so", "Read(), the agent's key after *"),
+        )
     return needed
 
 
@@ -555,12 +559,18 @@ def synthetic_call(call: CallTrace, waited: float) -> Check:
                 " callgate.toml",
             )  # fmt: skip
         if call.answered or call.timed_out or call.cause != 21:
+            # PJSIPHangup answers PJSIP calls only: on a Local channel (a dialer's
+            # originate, this call) it fails, and the channel ends with no cause at all.
+            pjsip_only = any("PJSIPHangup(" in app for app in call.ran)
             return Check(
                 name, Status.FAIL,
                 f"{dialled}: the gate rejected it ({seen} DEST_INVALID), but the call "
-                + _ending(call, waited) + ", not hung up with cause 21",
+                + _ending(call, waited) + ", not hung up with cause 21"
+                + ("; PJSIPHangup() refuses PJSIP channels only" if pjsip_only else ""),
                 "extensions.conf [callgate-verdict]: a verdict other than ALLOW ends in"
-                " Hangup(21), as asterisk-conf/extensions.conf does",
+                " PJSIPHangup(603) on an agent's PJSIP channel and in Hangup(21) on any"
+                " other, as asterisk-conf/extensions.conf does: ExecIf($[\"${CHANNEL("
+                'channeltype)}" = "PJSIP"]?PJSIPHangup(603)), then Hangup(21)',
             )  # fmt: skip
         return Check(name, Status.OK, f"{dialled}: rejected DEST_INVALID by the gate ({seen}),"
                      " hung up with cause 21")  # fmt: skip

@@ -3,7 +3,8 @@ the checks one by one as they come in.
 
 Everything it does is read-only, but for one call: Local/+000000@<context>, originated
 through ARI, which the gate must reject (DEST_INVALID) and the dialplan hang up with
-cause 21. A '+' number no trunk pattern like _X. matches, with country code 0: a
+cause 21, as it must any refused call on a channel other than an agent's PJSIP one (that
+one gets 603 Decline). A '+' number no trunk pattern like _X. matches, with country code 0: a
 mis-wired context cannot turn it into a real call. The gate records it in the decision
 log, with the campaign "callgate-doctor".
 """
@@ -371,7 +372,7 @@ async def _call(
     # The ;1 half is ours; ;2 runs the dialplan, reaches the gate, and names the decision.
     mine, dialplan = str(uuid.uuid4()), str(uuid.uuid4())
     company = config.company(None) or next(iter(config.companies.values()), None)
-    # Local channels hand these to the ;2 half. No announcement: the 403 at once.
+    # Local channels hand these to the ;2 half. No announcement: the refusal at once.
     variables = {"CALLGATE_CAMPAIGN": DOCTOR_CAMPAIGN, "CALLGATE_ANNOUNCE": "no"}
     params = {
         "endpoint": f"Local/{SYNTHETIC_NUMBER}@{options.context}", "app": app,

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from callgate.factlog import FACT_KINDS
 from callgate.model import Appointment, Consent, ConsentScope, Contract, Decision, Facts
 
 _log = logging.getLogger("callgate.store")
 
 __all__ = [
     "COUNT_DIMENSIONS",
+    "DECISION_KINDS",
+    "LOG_KINDS",
     "RECORD_TABLES",
     "WITHDRAWAL_SOURCE",
     "Abandoned",
@@ -25,6 +28,7 @@ __all__ = [
     "Cursor",
     "LogQuery",
     "OppositionRecord",
+    "Outcome",
     "Store",
     "StoreError",
     "Withdrawal",
@@ -112,22 +116,34 @@ class LogQuery:
     campaign: str | None = None
     callee: str | None = None  # E.164
     caller: str | None = None  # as presented or as rewritten
-    kind: str | None = None  # "call" or "dry-run"; None: every kind
+    # "call" or "dry-run": decisions of that kind; None: every decision. "all": decisions
+    # and the writes of facts chained with them; "fact": the writes of facts alone, or
+    # one fact of FACT_KINDS ("consent", "refusal"...).
+    kind: str | None = None
+
+    @property
+    def decisions(self) -> bool:
+        """Whether decisions match."""
+        return self.kind in (None, "all", *DECISION_KINDS)
+
+    @property
+    def facts(self) -> bool:
+        """Whether writes of facts match: they have no verdict, reason, campaign or caller."""
+        if self.kind not in ("all", "fact", *FACT_KINDS):
+            return False
+        return all(v is None for v in (self.verdict, self.reason, self.campaign, self.caller))
 
     def sql(self) -> tuple[str, dict[str, Any]]:
-        """`` AND ...`` conditions with named parameters, and their values."""
-        conditions, params = [], {}
-        if self.since:
-            conditions.append("at >= :since")
-            params["since"] = to_micros(self.since)
-        if self.until:
-            conditions.append("at < :until")
-            params["until"] = to_micros(self.until)
-        for name in ("verdict", "company", "campaign", "callee", "kind"):
+        """`` AND ...`` conditions on decisions with named parameters, and their values."""
+        conditions, params = self._common()
+        for name in ("verdict", "campaign"):
             value = getattr(self, name)
             if value is not None:
                 conditions.append(f"{name} = :{name}")
                 params[name] = value
+        if self.kind in DECISION_KINDS:
+            conditions.append("kind = :kind")
+            params["kind"] = self.kind
         if self.caller is not None:
             conditions.append("(caller_in = :caller OR caller_out = :caller)")
             params["caller"] = self.caller
@@ -136,6 +152,35 @@ class LogQuery:
             conditions.append("reasons LIKE :reason")
             params["reason"] = f'%"code": "{self.reason}"%'
         return "".join(f" AND {c}" for c in conditions), params
+
+    def fact_sql(self) -> tuple[str, dict[str, Any]]:
+        """`` AND ...`` conditions on fact entries with named parameters, and their values."""
+        conditions, params = self._common()
+        if self.kind in FACT_KINDS:
+            conditions.append("fact = :fact")
+            params["fact"] = self.kind
+        return "".join(f" AND {c}" for c in conditions), params
+
+    def _common(self) -> tuple[list[str], dict[str, Any]]:
+        conditions, params = [], {}
+        if self.since:
+            conditions.append("at >= :since")
+            params["since"] = to_micros(self.since)
+        if self.until:
+            conditions.append("at < :until")
+            params["until"] = to_micros(self.until)
+        for name in ("company", "callee"):
+            value = getattr(self, name)
+            if value is not None:
+                conditions.append(f"{name} = :{name}")
+                params[name] = value
+        return conditions, params
+
+
+# The kinds of decision the log holds.
+DECISION_KINDS = ("call", "dry-run")
+# Every value LogQuery.kind takes.
+LOG_KINDS = ("all", *DECISION_KINDS, "fact", *FACT_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +199,26 @@ COUNT_DIMENSIONS = ("hour", "verdict", "company", "campaign", "reason")
 # bookkeeping (its version) is not a record and is not copied.
 RECORD_TABLES = (
     "attempts", "refusals", "consents", "contracts", "opposition", "appointments", "decisions",
-    "log_anchor",
+    "log_anchor", "fact_entries",
 )  # fmt: skip
 
 
 def order_key(table: str) -> str:
-    return "seq" if table in ("decisions", "log_anchor") else "id"
+    return "seq" if table in ("decisions", "log_anchor", "fact_entries") else "id"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A refusal recorded against a company: the callee refused (*7, the CLI, the API),
+    or withdrew by voice (*8), which also revoked consents and opted the number out."""
+
+    id: int  # the refusal's row
+    kind: str  # "refusal" or "withdrawal"
+    company: str
+    callee: str
+    at: datetime
+    source: str | None
+    seq: int | None  # the chain entry that recorded it; None: chained by a genesis or purge
 
 
 @dataclass(frozen=True)
@@ -284,9 +343,7 @@ class Store(Protocol):
 
     async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]: ...
 
-    async def withdraw(
-        self, company: str, callee: str, at: datetime, source: str
-    ) -> Withdrawal:
+    async def withdraw(self, company: str, callee: str, at: datetime, source: str) -> Withdrawal:
         """The callee withdrew consent by voice at ``at`` (RULES-FR §3.3), atomically, for
         this company only: revoke its consents given by then, list the callee on its
         opposition list, and record a refusal (the cool-down starts)."""
@@ -319,6 +376,24 @@ class Store(Protocol):
     def oppositions(
         self, callee: str | None, company: str | None
     ) -> AsyncIterator[OppositionRecord]: ...
+
+    async def outcomes(self, company: str | None, callee: str | None) -> list[Outcome]:
+        """The refusals and withdrawals recorded, oldest first."""
+        ...
+
+    def fact_rows(
+        self, table: str, low: int | None = None, high: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every row of a fact table (factlog.FACT_TABLES) whole, by ascending id, within
+        [low, high] when given: what `log verify` checks against the chain."""
+        ...
+
+    async def fact_entries_about(
+        self, company: str, callee: str, before_seq: int
+    ) -> list[dict[str, Any]]:
+        """The chain's writes of facts about (company, callee), or about the callee for
+        every company, that came before entry ``before_seq``; and the bulk entries."""
+        ...
 
 
 class Abandoned(Exception):

@@ -2,8 +2,8 @@
 
 The check and the recording of an attempt hold a transaction-scoped advisory lock on the
 (company, callee): concurrent gates on different machines wait for each other on that
-key only. The decision log's chain takes one more lock, so that its entries stay in one
-order whoever writes them.
+key only. The decision log's chain takes one more lock, so that its entries, decisions
+and writes of facts alike, stay in one order whoever writes them.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 import asyncpg
 
 from callgate.auditlog import GENESIS, log_entry
+from callgate.factlog import FACT_TABLES, RowChange, image
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 from callgate.store import safe_url, schema_mismatch
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
     RECORD_TABLES,
-    WITHDRAWAL_SOURCE,
     Abandoned,
     AppointmentRecord,
     Batch,
@@ -37,6 +37,7 @@ from callgate.store.base import (
     Judge,
     LogQuery,
     OppositionRecord,
+    Outcome,
     StoreError,
     Withdrawal,
     finish_even_if_abandoned,
@@ -45,22 +46,56 @@ from callgate.store.base import (
     order_key,
     to_micros,
 )
+from callgate.store.factwrite import (
+    FACT_CHAIN_VERSION,
+    GENESIS_WRITE,
+    PURGE_WRITE,
+    BulkRows,
+    FactWrite,
+    Insert,
+    Step,
+    appointment_write,
+    cancel_write,
+    consent_write,
+    contract_write,
+    end_contracts_write,
+    entry_for,
+    import_entry,
+    insert_sql,
+    refusal_write,
+    remove_opposition_write,
+    revoke_write,
+    update_params,
+    update_sql,
+    withdrawal_write,
+)
 from callgate.store.sql import (
     APPOINTMENT_COLUMNS,
+    BULK_ENTRIES_BEFORE,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    FACT_ENTRIES_ABOUT,
+    FACT_ENTRY_COLUMNS,
     ID_PREFIX_MIN,
+    OUTCOME_ENTRIES,
+    OUTCOME_REFUSALS,
     PURGE_ROLLUPS,
+    PURGE_STOP,
     appointment_from_row,
     consent_from_row,
-    consent_values,
     count_rows,
     counts_sql,
+    covering,
     entry_from_row,
+    fact_entry_from_row,
+    fact_entry_values,
     facts_from_rows,
     facts_sql,
     id_prefix_range,
     iso_micros,
+    log_sql,
+    merge_by_seq,
+    outcomes_from,
     page_sql,
 )
 
@@ -70,16 +105,19 @@ _CHAIN_LOCK = 7_236_001  # the decision log's own advisory lock key
 _MIGRATION_LOCK = 7_236_002
 
 _FACTS_SQL = facts_sql("= :callee")
-_INSERT_CONSENT = (
-    f"INSERT INTO consents ({', '.join(CONSENT_COLUMNS[1:])})"
-    f" VALUES ({', '.join(f'${i}' for i in range(1, len(CONSENT_COLUMNS)))}) RETURNING id"
-)
-# A revocation ends the consents given by then (RULES-FR §4: "given before the call").
-_REVOKE = (
-    "UPDATE consents SET revoked_at = $1, revoked_how = $2 WHERE company = $3 AND callee = $4"
-    " AND revoked_at IS NULL AND given_at <= $1 AND ($5::text IS NULL OR scope = $5)"
-)
 _FACTS_MANY_SQL = facts_sql("= ANY(:callees)")
+_INSERT_FACT_ENTRY = (
+    f"INSERT INTO fact_entries ({', '.join(FACT_ENTRY_COLUMNS)})"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, len(FACT_ENTRY_COLUMNS) + 1))})"
+)
+# The chain's last entry, a decision or a fact: each side's newest by its primary key.
+_CHAIN_HEAD = (
+    "SELECT seq, hash FROM (SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1) d"
+    " UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM fact_entries ORDER BY seq DESC"
+    " LIMIT 1) f ORDER BY seq DESC LIMIT 1"
+)
+_IMPORT_BATCH = 20_000
+_FACT_ROWS_BATCH = 5_000
 
 
 def positional(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -92,7 +130,8 @@ def positional(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
             names.append(name)
         return f"${names.index(name) + 1}"
 
-    converted = re.sub(r"(?<![:\w]):([a-z_]+)", number, sql)
+    # A name may hold digits after its first letter (a column such as proof_sha256).
+    converted = re.sub(r"(?<![:\w]):([a-z_][a-z0-9_]*)", number, sql)
     return converted, [params[name] for name in names]
 
 
@@ -150,12 +189,26 @@ class PostgresStore:
             await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
             version = await db.fetchval("SELECT max(version) FROM schema_version") or 0
+            if version < FACT_CHAIN_VERSION:
+                # Before any script: one that locks a table a decision writes (0004's
+                # trigger), then waited for the chain, would deadlock with a decision that
+                # holds the chain and waits for that table.
+                await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
             for number, script in _migrations():
                 if number > version:
                     await db.execute(script)
+                    if number == FACT_CHAIN_VERSION:
+                        await self._chain_genesis(db)
                     await db.execute("INSERT INTO schema_version VALUES ($1)", number)
                     version = number
         return int(version)
+
+    async def _chain_genesis(self, db: Any) -> None:
+        """The facts a store held before their writes were chained, chained once: one
+        dated entry with every row's id and digest (none for a store without facts)."""
+        tables = [BulkRows(table, await _whole_rows(db, table)) for table in FACT_TABLES]
+        if any(part.rows for part in tables):
+            await self._append_fact(db, GENESIS_WRITE, [], tables)
 
     # ------------------------------------------------------------ facts and decisions
 
@@ -257,13 +310,10 @@ class PostgresStore:
         latency_ms: float | None,
     ) -> None:  # fmt: skip
         await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
-        last = await db.fetchrow("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
-        if last is None:
-            last = await db.fetchrow("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1")
-        seq, prev_hash = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+        seq, prev_hash = await _chain_head(db)
         at = to_micros(now)
         entry = log_entry(
-            decision, seq=seq, at=iso_micros(at), node=self.node, channel=channel, kind=kind,
+            decision, seq=seq + 1, at=iso_micros(at), node=self.node, channel=channel, kind=kind,
             latency_ms=latency_ms, salt=secrets.token_hex(16), prev_hash=prev_hash,
         )  # fmt: skip
         columns = [name for name in DECISION_COLUMNS if name != "at"]
@@ -299,16 +349,12 @@ class PostgresStore:
         self, query: LogQuery, *, after_seq: int = 0, limit: int | None = None,
         last: bool = False,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        where, params = query.sql()
-        sql, args = positional(
-            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
-            f" WHERE seq > :after_seq{where} ORDER BY seq {'DESC' if last else ''}"
-            + (f" LIMIT {int(limit)}" if limit else ""),
-            {**params, "after_seq": after_seq},
-        )  # fmt: skip
-        rows = await self._fetch(sql, *args)
-        entries = [entry_from_row(tuple(row)) for row in rows]
-        return entries[::-1] if last else entries
+        """Entries of the decision log in order: the first ``limit`` after ``after_seq``,
+        or with ``last``, the newest ``limit``."""
+        entries = []
+        for sql, params, shape in log_sql(query, after_seq, limit, last):
+            entries += [shape(tuple(row)) for row in await self._fetch(*_bound(sql, params))]
+        return merge_by_seq(entries, limit, last)
 
     async def log_entry(self, decision_id: str) -> dict[str, Any] | None:
         select = f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
@@ -348,22 +394,22 @@ class PostgresStore:
         ``before`` (see SqliteStore.purge_log: only the chain's start can go)."""
         async with self._pool.acquire() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
-            # The last entry before the first one dated at or after the cutoff (by seq).
-            last = await db.fetchrow(
-                "WITH stop AS (SELECT min(seq) AS seq FROM decisions WHERE at >= $1)"
-                " SELECT d.seq, d.hash FROM decisions d, stop"
-                " WHERE stop.seq IS NULL OR d.seq < stop.seq ORDER BY d.seq DESC LIMIT 1",
-                to_micros(before),
-            )
+            last = await db.fetchrow(*_bound(PURGE_STOP, {"before": to_micros(before)}))
             if last is None:
                 return 0
             for sql in PURGE_ROLLUPS:
                 await db.execute(*_bound(sql, {"last": last["seq"], "before": to_micros(before)}))
             status = await db.execute("DELETE FROM decisions WHERE seq <= $1", last["seq"])
+            await db.execute("DELETE FROM fact_entries WHERE seq <= $1", last["seq"])
             await db.execute(
                 "INSERT INTO log_anchor (seq, hash, purged_at) VALUES ($1, $2, $3)",
                 last["seq"], last["hash"], to_micros(at),
             )  # fmt: skip
+            # The entries that wrote the facts may be gone: what the tables hold now is
+            # chained again, as the genesis of facts was.
+            tables = [BulkRows(table, await _whole_rows(db, table)) for table in FACT_TABLES]
+            if any(part.rows for part in tables):
+                await self._append_fact(db, PURGE_WRITE, [], tables)
         return int(status.split()[-1])
 
     # ------------------------------------------------------------ the console's reads
@@ -392,41 +438,49 @@ class PostgresStore:
 
     # ------------------------------------------------------------ records
 
+    async def _write_facts(self, write: FactWrite) -> list[list[RowChange]]:
+        """Carry out a write of facts and append its entry to the chain, in one
+        transaction; the rows each step changed."""
+        async with self._pool.acquire() as db, db.transaction():
+            # First, before any row: a fact write holds the chain and then rows of the fact
+            # tables, never a callee's lock, so it cannot deadlock with a decision.
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
+            done = [await _run_step(db, step) for step in write.steps]
+            changes = [change for step in done for change in step]
+            if changes:
+                await self._append_fact(db, write, changes, [])
+        return done
+
+    async def _append_fact(
+        self, db: Any, write: FactWrite, changes: list[RowChange], bulk: list[BulkRows]
+    ) -> dict[str, Any]:
+        """Chain the entry of a write just carried out; in the write's transaction, which
+        holds the chain's lock."""
+        seq, prev_hash = await _chain_head(db)
+        entry = entry_for(write, changes, bulk, seq=seq + 1, at=datetime.now(UTC),
+                          node=self.node, prev_hash=prev_hash)  # fmt: skip
+        await db.execute(_INSERT_FACT_ENTRY, *fact_entry_values(entry))
+        return entry
+
     async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int:
-        return int(await self._fetchval(
-            "INSERT INTO refusals (company, callee, at, source) VALUES ($1, $2, $3, $4)"
-            " RETURNING id", company, callee, to_micros(at), source,
-        ))  # fmt: skip
+        [[refusal]] = await self._write_facts(refusal_write(company, callee, at, source))
+        return refusal.id
 
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
-        return int(
-            await self._fetchval(_INSERT_CONSENT, *consent_values(company, callee, consent))
-        )
+        [[added]] = await self._write_facts(consent_write(company, callee, consent))
+        return added.id
 
     async def revoke_consents(
         self, company: str, callee: str, scope: ConsentScope | None, at: datetime
     ) -> int:
-        return await self._count(
-            _REVOKE, to_micros(at), "revoked", company, callee, scope.value if scope else None
-        )
+        [revoked] = await self._write_facts(revoke_write(company, callee, scope, at))
+        return len(revoked)
 
     async def withdraw(self, company: str, callee: str, at: datetime, source: str) -> Withdrawal:
-        micros = to_micros(at)
-        async with self._pool.acquire() as db, db.transaction():
-            revoked = await db.execute(_REVOKE, micros, "withdrawn", company, callee, None)
-            opposed = await db.fetch(
-                "INSERT INTO opposition (callee, company, source, added_at)"
-                " VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (callee, company, source) WHERE removed_at IS NULL DO NOTHING"
-                " RETURNING 1",
-                callee, company, WITHDRAWAL_SOURCE, micros,
-            )  # fmt: skip
-            refusal = await db.fetchval(
-                "INSERT INTO refusals (company, callee, at, source) VALUES ($1, $2, $3, $4)"
-                " RETURNING id",
-                company, callee, micros, source,
-            )  # fmt: skip
-        return Withdrawal(int(revoked.split()[-1]), bool(opposed), int(refusal))
+        revoked, opposed, [refusal] = await self._write_facts(
+            withdrawal_write(company, callee, at, source)
+        )
+        return Withdrawal(len(revoked), bool(opposed), refusal.id)
 
     async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]:
         rows = await self._fetch(
@@ -438,23 +492,14 @@ class PostgresStore:
         return [consent_from_row(row) for row in rows]
 
     async def add_appointment(self, company: str, callee: str, record: AppointmentRecord) -> int:
-        a = record.appointment
-        return int(await self._fetchval(
-            f"INSERT INTO appointments ({', '.join(APPOINTMENT_COLUMNS[1:])})"
-            f" VALUES ({', '.join(f'${i}' for i in range(1, len(APPOINTMENT_COLUMNS)))})"
-            " RETURNING id",
-            company, callee, to_micros(a.start), to_micros(a.end) if a.end else None,
-            to_micros(record.recorded_at), None, record.source, record.proof, record.agreed_by,
-        ))  # fmt: skip
+        [[added]] = await self._write_facts(appointment_write(company, callee, record))
+        return added.id
 
     async def cancel_appointments(
         self, company: str, callee: str, start: datetime, at: datetime
     ) -> int:
-        return await self._count(
-            "UPDATE appointments SET cancelled_at = $1 WHERE company = $2 AND callee = $3"
-            " AND start_at = $4 AND cancelled_at IS NULL",
-            to_micros(at), company, callee, to_micros(start),
-        )  # fmt: skip
+        [cancelled] = await self._write_facts(cancel_write(company, callee, start, at))
+        return len(cancelled)
 
     async def appointments(
         self, company: str | None, callee: str | None
@@ -468,18 +513,12 @@ class PostgresStore:
         return [appointment_from_row(row) for row in rows]
 
     async def add_contract(self, company: str, callee: str, contract: Contract) -> int:
-        return int(await self._fetchval(
-            "INSERT INTO contracts (company, callee, start_at, end_at) VALUES ($1, $2, $3, $4)"
-            " RETURNING id", company, callee, to_micros(contract.start),
-            to_micros(contract.end) if contract.end else None,
-        ))  # fmt: skip
+        [[added]] = await self._write_facts(contract_write(company, callee, contract))
+        return added.id
 
     async def end_contracts(self, company: str, callee: str, at: datetime) -> int:
-        return await self._count(
-            "UPDATE contracts SET end_at = $1 WHERE company = $2 AND callee = $3"
-            " AND start_at <= $1 AND (end_at IS NULL OR end_at > $1)",
-            to_micros(at), company, callee,
-        )  # fmt: skip
+        [ended] = await self._write_facts(end_contracts_write(company, callee, at))
+        return len(ended)
 
     async def contracts(self, company: str | None, callee: str | None) -> list[ContractRecord]:
         rows = await self._fetch(
@@ -495,37 +534,46 @@ class PostgresStore:
         ]  # fmt: skip
 
     async def add_oppositions(
-        self, callees: Iterable[str], company: str | None, source: str, at: datetime
-    ) -> int:
-        added = 0
-        batch: list[str] = []
+        self, callees: Iterable[str], company: str | None, source: str, at: datetime,
+        *, origin: Mapping[str, Any] | None = None,
+    ) -> int:  # fmt: skip
+        """Add entries; one already active is left alone. Returns how many were new.
 
-        async def flush(db: Any) -> int:
+        An import (``origin`` says from what file) is one entry of the chain, with the
+        new rows' ids and digest; a single number is an entry with its row."""
+        added: list[dict[str, Any]] = []
+        batch: list[str] = []
+        micros = to_micros(at)
+
+        async def flush(db: Any) -> None:
             rows = await db.fetch(
                 "INSERT INTO opposition (callee, company, source, added_at)"
                 " SELECT DISTINCT unnest($1::text[]), $2::text, $3::text, $4::bigint"
                 " ON CONFLICT (callee, company, source) WHERE removed_at IS NULL DO NOTHING"
-                " RETURNING 1",
-                batch, company or "", source, to_micros(at),
+                " RETURNING *",
+                batch, company or "", source, micros,
             )  # fmt: skip
-            return len(rows)
+            added.extend(dict(row) for row in rows)
 
         async with self._pool.acquire() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
             for callee in callees:
                 batch.append(callee)
-                if len(batch) >= 20_000:
-                    added += await flush(db)
+                if len(batch) >= _IMPORT_BATCH:
+                    await flush(db)
                     batch = []
             if batch:
-                added += await flush(db)
-        return added
+                await flush(db)
+            # RETURNING hands a statement's rows back in no set order: the digest takes
+            # them by id.
+            added.sort(key=lambda row: row["id"])
+            if parts := import_entry(added, company, source, origin):
+                await self._append_fact(db, *parts)
+        return len(added)
 
     async def remove_oppositions(self, callee: str, company: str | None, at: datetime) -> int:
-        return await self._count(
-            "UPDATE opposition SET removed_at = $1 WHERE callee = $2 AND company = $3"
-            " AND removed_at IS NULL",
-            to_micros(at), callee, company or "",
-        )  # fmt: skip
+        [removed] = await self._write_facts(remove_opposition_write(callee, company, at))
+        return len(removed)
 
     async def oppositions(
         self, callee: str | None, company: str | None
@@ -541,6 +589,43 @@ class PostgresStore:
                 r["id"], r["callee"], r["company"], r["source"], instant_of(r["added_at"]),
                 from_micros(r["removed_at"]),
             )  # fmt: skip
+
+    async def outcomes(self, company: str | None, callee: str | None) -> list[Outcome]:
+        params = {"company": company, "callee": callee}
+        refusals = await self._fetch(*_bound(OUTCOME_REFUSALS, params))
+        entries = await self._fetch(*_bound(OUTCOME_ENTRIES, params))
+        return outcomes_from(refusals, entries)
+
+    async def fact_rows(
+        self, table: str, low: int | None = None, high: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        if table not in FACT_TABLES:
+            raise ValueError(f"not a fact table: {table}")
+        after = (low - 1) if low is not None else -(2**63)
+        last = high if high is not None else 2**63 - 1
+        while True:
+            rows = await self._fetch(
+                f"SELECT * FROM {table} WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+                after, last, _FACT_ROWS_BATCH,
+            )  # fmt: skip
+            for row in rows:
+                yield dict(row)
+            if len(rows) < _FACT_ROWS_BATCH:
+                return
+            after = rows[-1]["id"]
+
+    async def fact_entries_about(
+        self, company: str, callee: str, before_seq: int
+    ) -> list[dict[str, Any]]:
+        params = {"company": company, "callee": callee, "before": before_seq}
+        async with self._pool.acquire() as db:
+            about = await db.fetch(*_bound(FACT_ENTRIES_ABOUT, params))
+            ids = {table: [row["id"] for row in await db.fetch(
+                f"SELECT id FROM {table} WHERE callee = $1", callee)]
+                for table in FACT_TABLES}  # fmt: skip
+            bulk = await db.fetch(*_bound(BULK_ENTRIES_BEFORE, params))
+        return covering([fact_entry_from_row(tuple(row)) for row in about],
+                        [fact_entry_from_row(tuple(row)) for row in bulk], ids)  # fmt: skip
 
     # ------------------------------------------------------------ plumbing
 
@@ -595,14 +680,31 @@ class PostgresStore:
         async with self._pool.acquire() as db:
             return await db.fetchrow(sql, *args)
 
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
-        async with self._pool.acquire() as db:
-            return await db.fetchval(sql, *args)
 
-    async def _count(self, sql: str, *args: Any) -> int:
-        async with self._pool.acquire() as db:
-            status = await db.execute(sql, *args)
-        return int(status.split()[-1])
+async def _run_step(db: Any, step: Step) -> list[RowChange]:
+    """One step of a write of facts; each row it changed, read before and after."""
+    if isinstance(step, Insert):
+        rows = await db.fetch(*_bound(insert_sql(step), dict(step.values)))
+        return [RowChange(step.table, row["id"], None, image(dict(row))) for row in rows]
+    select, update = update_sql(step)
+    changes = []
+    for before in await db.fetch(*_bound(select, dict(step.params))):
+        after = await db.fetchrow(*_bound(update, update_params(step, before["id"])))
+        changes.append(RowChange(step.table, before["id"], image(dict(before)), image(dict(after))))
+    return changes
+
+
+async def _chain_head(db: Any) -> tuple[int, str]:
+    """The last entry's (seq, hash), decision or fact, or the purge anchor's, or the
+    genesis. The caller holds the chain's lock."""
+    row = await db.fetchrow(_CHAIN_HEAD)
+    if row is None:
+        row = await db.fetchrow("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1")
+    return (int(row["seq"]), str(row["hash"])) if row is not None else (0, GENESIS)
+
+
+async def _whole_rows(db: Any, table: str) -> list[dict[str, Any]]:
+    return [dict(row) for row in await db.fetch(f"SELECT * FROM {table} ORDER BY id")]
 
 
 def _bound(sql: str, params: dict[str, Any]) -> list[Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from callgate.model import (
@@ -24,6 +25,7 @@ from callgate.store.base import (
     ConsentRecord,
     Cursor,
     LogQuery,
+    Outcome,
     from_micros,
     instant_of,
     to_micros,
@@ -31,23 +33,36 @@ from callgate.store.base import (
 
 __all__ = [
     "APPOINTMENT_COLUMNS",
+    "BULK_ENTRIES_BEFORE",
     "BY_JOB",
     "CONSENT_COLUMNS",
     "DECISION_COLUMNS",
+    "FACT_ENTRIES_ABOUT",
+    "FACT_ENTRY_COLUMNS",
     "HOUR",
     "ID_PREFIX_MIN",
+    "OUTCOME_ENTRIES",
+    "OUTCOME_FILTER",
+    "OUTCOME_REFUSALS",
     "PURGE_ROLLUPS",
+    "PURGE_STOP",
     "Asked",
     "appointment_from_row",
     "consent_from_row",
     "consent_values",
     "count_rows",
     "counts_sql",
+    "covering",
     "entry_from_row",
+    "fact_entry_from_row",
+    "fact_entry_values",
     "facts_from_rows",
     "facts_sql",
     "id_prefix_range",
     "iso_micros",
+    "log_sql",
+    "merge_by_seq",
+    "outcomes_from",
     "page_sql",
 ]
 
@@ -157,6 +172,129 @@ def id_prefix_range(prefix: str) -> tuple[str, str]:
 
 def iso_micros(micros: int) -> str:
     return instant_of(micros).isoformat()
+
+
+# The columns of fact_entries, in the order of fact_entry_values.
+FACT_ENTRY_COLUMNS = (
+    "seq", "at", "node", "fact", "op", "company", "callee", "callee_salt", "callee_commit",
+    "changes", "bulk", "prev_hash", "hash",
+)  # fmt: skip
+
+
+def fact_entry_values(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A fact entry (factlog.fact_entry) as a fact_entries row."""
+    return (
+        entry["seq"], to_micros(datetime.fromisoformat(entry["at"])), entry["node"],
+        entry["fact"], entry["op"], entry["company"], entry["callee"], entry["callee_salt"],
+        entry["callee_commit"], _json(entry["rows"]), _json(entry["bulk"]),
+        entry["prev_hash"], entry["hash"],
+    )  # fmt: skip
+
+
+def fact_entry_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A fact_entries row as the chain entry it was written from."""
+    values = dict(zip(FACT_ENTRY_COLUMNS, row, strict=True))
+    at = from_micros(values["at"])
+    assert at is not None
+    return {
+        "seq": values["seq"], "at": at.isoformat(), "node": values["node"], "kind": "fact",
+        "fact": values["fact"], "op": values["op"], "company": values["company"],
+        "callee": values["callee"], "callee_salt": values["callee_salt"],
+        "callee_commit": values["callee_commit"], "rows": json.loads(values["changes"]),
+        "bulk": json.loads(values["bulk"]), "prev_hash": values["prev_hash"],
+        "hash": values["hash"],
+    }  # fmt: skip
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+# Refusals and withdrawals (Store.outcomes): the refusals rows, and the entries that wrote
+# them, by company and callee when given.
+OUTCOME_FILTER = (
+    "(CAST(:company AS TEXT) IS NULL OR company = :company)"
+    " AND (CAST(:callee AS TEXT) IS NULL OR callee = :callee)"
+)
+OUTCOME_REFUSALS = (
+    f"SELECT id, company, callee, at, source FROM refusals WHERE {OUTCOME_FILTER} ORDER BY at, id"
+)
+OUTCOME_ENTRIES = (
+    f"SELECT seq, fact, changes FROM fact_entries WHERE fact IN ('refusal', 'withdrawal')"
+    f" AND {OUTCOME_FILTER}"
+)
+# The writes of facts a decision relied on (Store.fact_entries_about): those about the
+# callee for its company or for every company, before the decision; and the bulk ones.
+FACT_ENTRIES_ABOUT = (
+    f"SELECT {', '.join(FACT_ENTRY_COLUMNS)} FROM fact_entries WHERE callee = :callee"
+    " AND (company = :company OR company IS NULL) AND seq < :before ORDER BY seq"
+)
+BULK_ENTRIES_BEFORE = (
+    f"SELECT {', '.join(FACT_ENTRY_COLUMNS)} FROM fact_entries WHERE callee IS NULL"
+    " AND seq < :before ORDER BY seq"
+)
+
+
+def outcomes_from(refusals: Iterable[Any], entries: Iterable[Any]) -> list[Outcome]:
+    """Outcomes from refusals rows (whole) and the (seq, fact, changes) of the entries that
+    may have written them."""
+    wrote: dict[int, tuple[int, str]] = {}
+    for seq, fact, changes in entries:
+        for change in json.loads(changes):
+            if change["table"] == "refusals" and change["before"] is None:
+                wrote[change["id"]] = (seq, fact)
+    outcomes = []
+    for row in refusals:
+        id_, company, callee, at, source = tuple(row)
+        seq, fact = wrote.get(id_, (None, "refusal"))
+        outcomes.append(Outcome(id_, fact, company, callee, instant_of(at), source, seq))
+    return outcomes
+
+
+def covering(
+    about: list[dict[str, Any]], bulk: list[dict[str, Any]], ids: Mapping[str, list[int]]
+) -> list[dict[str, Any]]:
+    """``about`` and the entries of ``bulk`` that cover one of ``ids`` (per table), in
+    the chain's order."""
+    kept = list(about)
+    for entry in bulk:
+        for part in entry["bulk"]:
+            mine = ids.get(part["table"], ())
+            if any(first <= i <= last for first, last in part["ids"] for i in mine):
+                kept.append(entry)
+                break
+    return sorted(kept, key=lambda entry: entry["seq"])
+
+
+def log_sql(
+    query: LogQuery, after_seq: int, limit: int | None, last: bool
+) -> list[tuple[str, dict[str, Any], Callable[[Any], dict[str, Any]]]]:
+    """The statements that read the log's entries for ``query`` (decisions, writes of
+    facts, or both), each with its parameters and what makes an entry of its rows."""
+    order = f" ORDER BY seq {'DESC' if last else ''}" + (f" LIMIT {int(limit)}" if limit else "")
+    statements = []
+    if query.decisions:
+        where, params = query.sql()
+        sql = f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE seq > :after_seq"
+        statements.append((sql + where + order, {**params, "after_seq": after_seq}, entry_from_row))
+    if query.facts:
+        where, params = query.fact_sql()
+        sql = f"SELECT {', '.join(FACT_ENTRY_COLUMNS)} FROM fact_entries WHERE seq > :after_seq"
+        statements.append(
+            (sql + where + order, {**params, "after_seq": after_seq}, fact_entry_from_row)
+        )
+    return statements
+
+
+def merge_by_seq(
+    entries: list[dict[str, Any]], limit: int | None, last: bool
+) -> list[dict[str, Any]]:
+    """Entries read from both tables, in the chain's order: the first ``limit``, or with
+    ``last`` the newest ``limit``."""
+    entries.sort(key=lambda entry: entry["seq"])
+    if limit:
+        entries = entries[-limit:] if last else entries[:limit]
+    return entries
 
 
 def entry_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -302,6 +440,16 @@ def count_rows(by: tuple[str, ...], rows: Iterable[Any]) -> list[tuple[Any, ...]
         found.append((*values, int(row[len(by)] or 0)))
     return found
 
+
+# Where a purge stops: the last entry (decision or fact) before the first one dated at or
+# after ``:before``, by seq; none when the log holds nothing older.
+PURGE_STOP = """
+WITH entries AS (SELECT seq, hash, at FROM decisions UNION ALL
+                 SELECT seq, hash, at FROM fact_entries),
+     stop AS (SELECT min(seq) AS seq FROM entries WHERE at >= :before)
+SELECT e.seq, e.hash FROM entries e, stop
+WHERE stop.seq IS NULL OR e.seq < stop.seq ORDER BY e.seq DESC LIMIT 1
+"""
 
 # A purge takes the log's start, ``seq <= :last`` (all dated before ``:before``): the
 # rollups lose what it held, in a few set operations over the purged rows, before they go.

@@ -15,10 +15,10 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,12 +27,12 @@ from urllib.parse import quote
 import aiosqlite
 
 from callgate.auditlog import GENESIS, log_entry
+from callgate.factlog import FACT_TABLES, RowChange, image
 from callgate.model import Consent, ConsentScope, Contract, Decision, Facts
 from callgate.store import schema_mismatch
 from callgate.store.base import (
     LIVE_CLOCK_SKEW,
     RECORD_TABLES,
-    WITHDRAWAL_SOURCE,
     Abandoned,
     AppointmentRecord,
     Batch,
@@ -42,6 +42,7 @@ from callgate.store.base import (
     Judge,
     LogQuery,
     OppositionRecord,
+    Outcome,
     StoreError,
     Withdrawal,
     from_micros,
@@ -49,23 +50,57 @@ from callgate.store.base import (
     order_key,
     to_micros,
 )
+from callgate.store.factwrite import (
+    FACT_CHAIN_VERSION,
+    GENESIS_WRITE,
+    PURGE_WRITE,
+    BulkRows,
+    FactWrite,
+    Insert,
+    Step,
+    appointment_write,
+    cancel_write,
+    consent_write,
+    contract_write,
+    end_contracts_write,
+    entry_for,
+    import_entry,
+    insert_sql,
+    refusal_write,
+    remove_opposition_write,
+    revoke_write,
+    update_params,
+    update_sql,
+    withdrawal_write,
+)
 from callgate.store.sql import (
     APPOINTMENT_COLUMNS,
+    BULK_ENTRIES_BEFORE,
     BY_JOB,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
+    FACT_ENTRIES_ABOUT,
+    FACT_ENTRY_COLUMNS,
     ID_PREFIX_MIN,
+    OUTCOME_ENTRIES,
+    OUTCOME_REFUSALS,
     PURGE_ROLLUPS,
+    PURGE_STOP,
     appointment_from_row,
     consent_from_row,
-    consent_values,
     count_rows,
     counts_sql,
+    covering,
     entry_from_row,
+    fact_entry_from_row,
+    fact_entry_values,
     facts_from_rows,
     facts_sql,
     id_prefix_range,
     iso_micros,
+    log_sql,
+    merge_by_seq,
+    outcomes_from,
     page_sql,
 )
 
@@ -74,6 +109,7 @@ __all__ = ["SqliteStore"]
 
 _BUSY_TIMEOUT_MS = 30_000
 _IMPORT_BATCH = 20_000
+_FACT_ROWS_BATCH = 5_000
 _ITER_CHUNK = 64  # aiosqlite's default: rows fetched per round trip when iterating
 
 
@@ -86,15 +122,6 @@ WITH jobs(i, company, callee, t_now, t_since, t_horizon) AS (
          json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
   FROM json_each(:jobs))
 """ + facts_sql("= jobs.callee", BY_JOB)
-_INSERT_CONSENT = (
-    f"INSERT INTO consents ({', '.join(CONSENT_COLUMNS[1:])})"
-    f" VALUES ({', '.join('?' * (len(CONSENT_COLUMNS) - 1))})"
-)
-# A revocation ends the consents given by then (RULES-FR §4: "given before the call").
-_REVOKE = (
-    "UPDATE consents SET revoked_at = ?, revoked_how = ? WHERE company = ? AND callee = ?"
-    " AND revoked_at IS NULL AND given_at <= ? AND (? IS NULL OR scope = ?)"
-)
 _INSERT_ATTEMPT = (
     "INSERT INTO attempts (company, callee, at, purpose, decision_id) VALUES (?, ?, ?, ?, ?)"
 )
@@ -102,6 +129,16 @@ _DECISION_INSERT_COLUMNS = [name for name in DECISION_COLUMNS if name != "at"]
 _INSERT_DECISION = (
     f"INSERT INTO decisions (at, {', '.join(_DECISION_INSERT_COLUMNS)})"
     f" VALUES (?, {', '.join('?' for _ in _DECISION_INSERT_COLUMNS)})"
+)
+_INSERT_FACT_ENTRY = (
+    f"INSERT INTO fact_entries ({', '.join(FACT_ENTRY_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(FACT_ENTRY_COLUMNS))})"
+)
+# The chain's last entry, a decision or a fact: each side's newest by its index.
+_CHAIN_HEAD = (
+    "SELECT seq, hash FROM (SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1)"
+    " UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM fact_entries ORDER BY seq DESC"
+    " LIMIT 1) ORDER BY seq DESC LIMIT 1"
 )
 Question = tuple[str, str, datetime, datetime, bool]  # company, callee, now, since, live
 _T = TypeVar("_T")
@@ -203,9 +240,21 @@ class SqliteStore:
             for number, script in _migrations():
                 if number > version:
                     await _run_script(self._db, script)
+                    if number == FACT_CHAIN_VERSION:
+                        await self._on_db_thread(self._chain_genesis)
                     await self._db.execute(f"PRAGMA user_version = {number}")
                     version = number
         return version
+
+    def _chain_genesis(self, db: sqlite3.Connection) -> None:
+        """The facts a store held before their writes were chained, chained once: one
+        dated entry with every row's id and digest (none for a store without facts)."""
+        tables = [
+            BulkRows(table, _dicts(db.execute(f"SELECT * FROM {table} ORDER BY id")))
+            for table in FACT_TABLES
+        ]
+        if any(part.rows for part in tables):
+            self._append_fact(db, GENESIS_WRITE, [], tables)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -391,15 +440,10 @@ class SqliteStore:
     ) -> list[dict[str, Any]]:  # fmt: skip
         """Entries of the decision log in order: the first ``limit`` after ``after_seq``,
         or with ``last``, the newest ``limit``."""
-        where, params = query.sql()
-        sql = (
-            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions"
-            f" WHERE seq > :after_seq{where} ORDER BY seq {'DESC' if last else ''}"
-            + (f" LIMIT {int(limit)}" if limit else "")
-        )
-        rows = await self._select(sql, {**params, "after_seq": after_seq})
-        entries = [entry_from_row(row) for row in rows]
-        return entries[::-1] if last else entries
+        entries = []
+        for sql, params, shape in log_sql(query, after_seq, limit, last):
+            entries += [shape(row) for row in await self._select(sql, params)]
+        return merge_by_seq(entries, limit, last)
 
     async def log_entry(self, decision_id: str) -> dict[str, Any] | None:
         """One entry by its id, or by the first 8 or more characters of it when unique."""
@@ -442,25 +486,29 @@ class SqliteStore:
         be recorded with a past date (`check --record --at`, the API), so an entry dated
         before ``before`` may come after a newer one: it stays, as does all from that
         newer one on."""
-        async with self._transaction():
-            # The last entry before the first one dated at or after the cutoff (by seq).
-            async with self._db.execute(
-                "WITH stop AS (SELECT min(seq) AS seq FROM decisions WHERE at >= ?)"
-                " SELECT d.seq, d.hash FROM decisions d, stop"
-                " WHERE stop.seq IS NULL OR d.seq < stop.seq ORDER BY d.seq DESC LIMIT 1",
-                (to_micros(before),),
-            ) as cursor:
-                last = await cursor.fetchone()
-            if last is None:
-                return 0
-            for sql in PURGE_ROLLUPS:
-                await self._db.execute(sql, {"last": last[0], "before": to_micros(before)})
-            cursor = await self._db.execute("DELETE FROM decisions WHERE seq <= ?", (last[0],))
-            count = cursor.rowcount
-            await self._db.execute(
-                "INSERT INTO log_anchor (seq, hash, purged_at) VALUES (?, ?, ?)",
-                (last[0], last[1], to_micros(at)),
-            )
+        async with self._lock:
+            return await self._on_db_thread(_in_transaction, self._purge, before, at)
+
+    def _purge(self, db: sqlite3.Connection, before: datetime, at: datetime) -> int:
+        last = db.execute(PURGE_STOP, {"before": to_micros(before)}).fetchone()
+        if last is None:
+            return 0
+        for sql in PURGE_ROLLUPS:
+            db.execute(sql, {"last": last[0], "before": to_micros(before)})
+        count = db.execute("DELETE FROM decisions WHERE seq <= ?", (last[0],)).rowcount
+        db.execute("DELETE FROM fact_entries WHERE seq <= ?", (last[0],))
+        db.execute(
+            "INSERT INTO log_anchor (seq, hash, purged_at) VALUES (?, ?, ?)",
+            (last[0], last[1], to_micros(at)),
+        )
+        # The entries that wrote the facts may be gone: what the tables hold now is chained
+        # again, as the genesis of facts was.
+        tables = [
+            BulkRows(table, _dicts(db.execute(f"SELECT * FROM {table} ORDER BY id")))
+            for table in FACT_TABLES
+        ]
+        if any(part.rows for part in tables):
+            self._append_fact(db, PURGE_WRITE, [], tables)
         return int(count)
 
     # ------------------------------------------------------------ the console's reads
@@ -487,19 +535,32 @@ class SqliteStore:
         )
         return (int(rows[0][0]), instant_of(rows[0][1])) if rows else None
 
-    async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
-        """One statement in its own transaction; returns the new row id or the row count."""
-        async with self._lock:
-            cursor = await self._db.execute(sql, params)
-            result = cursor.lastrowid if sql.lstrip().startswith("INSERT") else cursor.rowcount
-            await cursor.close()
-            return int(result or 0)
+    async def _write_facts(self, write: FactWrite) -> list[list[RowChange]]:
+        """Carry out a write of facts and append its entry to the chain, in one
+        transaction; the rows each step changed."""
+        return await self._in_one_hop(self._apply_facts, write)
+
+    def _apply_facts(self, db: sqlite3.Connection, write: FactWrite) -> list[list[RowChange]]:
+        done = [_run_step(db, step) for step in write.steps]
+        changes = [change for step in done for change in step]
+        if changes:
+            self._append_fact(db, write, changes, [])
+        return done
+
+    def _append_fact(
+        self, db: sqlite3.Connection, write: FactWrite, changes: list[RowChange],
+        bulk: list[BulkRows],
+    ) -> dict[str, Any]:  # fmt: skip
+        """Chain the entry of a write just carried out; in the write's transaction."""
+        seq, prev_hash = _chain_head(db)
+        entry = entry_for(write, changes, bulk, seq=seq + 1, at=datetime.now(UTC),
+                          node=self.node, prev_hash=prev_hash)  # fmt: skip
+        db.execute(_INSERT_FACT_ENTRY, fact_entry_values(entry))
+        return entry
 
     async def add_refusal(self, company: str, callee: str, at: datetime, source: str) -> int:
-        return await self._write(
-            "INSERT INTO refusals (company, callee, at, source) VALUES (?, ?, ?, ?)",
-            (company, callee, to_micros(at), source),
-        )
+        [[refusal]] = await self._write_facts(refusal_write(company, callee, at, source))
+        return refusal.id
 
     async def decision_key(self, decision_id: str) -> tuple[str, str] | None:
         rows = await self._select(
@@ -518,32 +579,20 @@ class SqliteStore:
         return entry_from_row(rows[0]) if rows else None
 
     async def add_consent(self, company: str, callee: str, consent: Consent) -> int:
-        return await self._write(_INSERT_CONSENT, consent_values(company, callee, consent))
+        [[added]] = await self._write_facts(consent_write(company, callee, consent))
+        return added.id
 
     async def revoke_consents(
         self, company: str, callee: str, scope: ConsentScope | None, at: datetime
     ) -> int:
-        micros = to_micros(at)
-        return await self._write(
-            _REVOKE, (micros, "revoked", company, callee, micros, _value(scope), _value(scope))
-        )
+        [revoked] = await self._write_facts(revoke_write(company, callee, scope, at))
+        return len(revoked)
 
     async def withdraw(self, company: str, callee: str, at: datetime, source: str) -> Withdrawal:
-        micros = to_micros(at)
-        async with self._transaction():
-            revoked = await self._db.execute(
-                _REVOKE, (micros, "withdrawn", company, callee, micros, None, None)
-            )
-            opposed = await self._db.execute(
-                "INSERT OR IGNORE INTO opposition (callee, company, source, added_at)"
-                " VALUES (?, ?, ?, ?)",
-                (callee, company, WITHDRAWAL_SOURCE, micros),
-            )
-            refusal = await self._db.execute(
-                "INSERT INTO refusals (company, callee, at, source) VALUES (?, ?, ?, ?)",
-                (company, callee, micros, source),
-            )
-        return Withdrawal(revoked.rowcount, opposed.rowcount == 1, int(refusal.lastrowid or 0))
+        revoked, opposed, [refusal] = await self._write_facts(
+            withdrawal_write(company, callee, at, source)
+        )
+        return Withdrawal(len(revoked), bool(opposed), refusal.id)
 
     async def consents(self, company: str | None, callee: str | None) -> list[ConsentRecord]:
         rows = await self._select(
@@ -555,25 +604,14 @@ class SqliteStore:
         return [consent_from_row(row) for row in rows]
 
     async def add_appointment(self, company: str, callee: str, record: AppointmentRecord) -> int:
-        a = record.appointment
-        return await self._write(
-            f"INSERT INTO appointments ({', '.join(APPOINTMENT_COLUMNS[1:])})"
-            f" VALUES ({', '.join('?' * (len(APPOINTMENT_COLUMNS) - 1))})",
-            (
-                company, callee, to_micros(a.start), to_micros(a.end) if a.end else None,
-                to_micros(record.recorded_at), None, record.source, record.proof,
-                record.agreed_by,
-            ),
-        )  # fmt: skip
+        [[added]] = await self._write_facts(appointment_write(company, callee, record))
+        return added.id
 
     async def cancel_appointments(
         self, company: str, callee: str, start: datetime, at: datetime
     ) -> int:
-        return await self._write(
-            "UPDATE appointments SET cancelled_at = ? WHERE company = ? AND callee = ?"
-            " AND start_at = ? AND cancelled_at IS NULL",
-            (to_micros(at), company, callee, to_micros(start)),
-        )
+        [cancelled] = await self._write_facts(cancel_write(company, callee, start, at))
+        return len(cancelled)
 
     async def appointments(
         self, company: str | None, callee: str | None
@@ -587,21 +625,12 @@ class SqliteStore:
         return [appointment_from_row(row) for row in rows]
 
     async def add_contract(self, company: str, callee: str, contract: Contract) -> int:
-        return await self._write(
-            "INSERT INTO contracts (company, callee, start_at, end_at) VALUES (?, ?, ?, ?)",
-            (
-                company, callee, to_micros(contract.start),
-                to_micros(contract.end) if contract.end else None,
-            ),
-        )  # fmt: skip
+        [[added]] = await self._write_facts(contract_write(company, callee, contract))
+        return added.id
 
     async def end_contracts(self, company: str, callee: str, at: datetime) -> int:
-        micros = to_micros(at)
-        return await self._write(
-            "UPDATE contracts SET end_at = ? WHERE company = ? AND callee = ?"
-            " AND start_at <= ? AND (end_at IS NULL OR end_at > ?)",
-            (micros, company, callee, micros, micros),
-        )
+        [ended] = await self._write_facts(end_contracts_write(company, callee, at))
+        return len(ended)
 
     async def contracts(self, company: str | None, callee: str | None) -> list[ContractRecord]:
         rows = await self._select(
@@ -618,28 +647,40 @@ class SqliteStore:
         ]
 
     async def add_oppositions(
-        self, callees: Iterable[str], company: str | None, source: str, at: datetime
-    ) -> int:
+        self, callees: Iterable[str], company: str | None, source: str, at: datetime,
+        *, origin: Mapping[str, Any] | None = None,
+    ) -> int:  # fmt: skip
+        """Add entries; one already active is left alone. Returns how many were new.
+
+        An import (``origin`` says from what file) is one entry of the chain, with the
+        new rows' ids and digest; a single number is an entry with its row."""
         micros = to_micros(at)
         rows = ((callee, company or "", source, micros) for callee in callees)
-        added = 0
-        async with self._transaction():
-            while batch := _take(rows, _IMPORT_BATCH):
-                before = self._db.total_changes
-                await self._db.executemany(
-                    "INSERT OR IGNORE INTO opposition (callee, company, source, added_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    batch,
-                )
-                added += self._db.total_changes - before
-        return added
+        async with self._lock:
+            return await self._on_db_thread(
+                _in_transaction, self._import_oppositions, rows, company, source, origin
+            )
+
+    def _import_oppositions(
+        self, db: sqlite3.Connection, rows: Iterator[tuple[Any, ...]], company: str | None,
+        source: str, origin: Mapping[str, Any] | None,
+    ) -> int:  # fmt: skip
+        (last_id,) = db.execute("SELECT coalesce(max(id), 0) FROM opposition").fetchone()
+        while batch := _take(rows, _IMPORT_BATCH):
+            db.executemany(
+                "INSERT OR IGNORE INTO opposition (callee, company, source, added_at)"
+                " VALUES (?, ?, ?, ?)",
+                batch,
+            )
+        # A new row's id is above every id before it: the write lock is held throughout.
+        added = _dicts(db.execute("SELECT * FROM opposition WHERE id > ? ORDER BY id", (last_id,)))
+        if parts := import_entry(added, company, source, origin):
+            self._append_fact(db, *parts)
+        return len(added)
 
     async def remove_oppositions(self, callee: str, company: str | None, at: datetime) -> int:
-        return await self._write(
-            "UPDATE opposition SET removed_at = ? WHERE callee = ? AND company = ?"
-            " AND removed_at IS NULL",
-            (to_micros(at), callee, company or ""),
-        )
+        [removed] = await self._write_facts(remove_opposition_write(callee, company, at))
+        return len(removed)
 
     async def oppositions(
         self, callee: str | None, company: str | None
@@ -654,6 +695,46 @@ class SqliteStore:
             yield OppositionRecord(
                 row[0], row[1], row[2], row[3], instant_of(row[4]), from_micros(row[5])
             )
+
+    async def outcomes(self, company: str | None, callee: str | None) -> list[Outcome]:
+        params = {"company": company, "callee": callee}
+        refusals = await self._select(OUTCOME_REFUSALS, params)
+        entries = await self._select(OUTCOME_ENTRIES, params)
+        return outcomes_from(refusals, entries)
+
+    async def fact_rows(
+        self, table: str, low: int | None = None, high: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        if table not in FACT_TABLES:
+            raise ValueError(f"not a fact table: {table}")
+        after = (low - 1) if low is not None else -(2**63)
+        last = high if high is not None else 2**63 - 1
+        while True:
+            async with self._lock:
+                cursor = await self._db.execute(
+                    f"SELECT * FROM {table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                    (after, last, _FACT_ROWS_BATCH),
+                )
+                names = [column[0] for column in cursor.description]
+                rows = [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+                await cursor.close()
+            for row in rows:
+                yield row
+            if len(rows) < _FACT_ROWS_BATCH:
+                return
+            after = rows[-1]["id"]
+
+    async def fact_entries_about(
+        self, company: str, callee: str, before_seq: int
+    ) -> list[dict[str, Any]]:
+        params = {"company": company, "callee": callee, "before": before_seq}
+        about = await self._select(FACT_ENTRIES_ABOUT, params)
+        ids = {table: [row[0] for row in await self._select(
+            f"SELECT id FROM {table} WHERE callee = :callee", params)]
+            for table in FACT_TABLES}  # fmt: skip
+        bulk = await self._select(BULK_ENTRIES_BEFORE, params)
+        return covering([fact_entry_from_row(row) for row in about],
+                        [fact_entry_from_row(row) for row in bulk], ids)  # fmt: skip
 
     # ------------------------------------------------------------ copy
 
@@ -739,16 +820,31 @@ def _facts_of(db: sqlite3.Connection, questions: list[Question]) -> list[Facts]:
     return [found.get(index, Facts()) for index in range(len(questions))]
 
 
+def _run_step(db: sqlite3.Connection, step: Step) -> list[RowChange]:
+    """One step of a write of facts; each row it changed, read before and after."""
+    if isinstance(step, Insert):
+        rows = _dicts(db.execute(insert_sql(step), dict(step.values)))
+        return [RowChange(step.table, row["id"], None, image(row)) for row in rows]
+    select, update = update_sql(step)
+    changes = []
+    for before in _dicts(db.execute(select, dict(step.params))):
+        [after] = _dicts(db.execute(update, update_params(step, before["id"])))
+        changes.append(RowChange(step.table, before["id"], image(before), image(after)))
+    return changes
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def _chain_head(db: sqlite3.Connection) -> tuple[int, str]:
-    """The last entry's (seq, hash), or the purge anchor's, or the genesis."""
-    for sql in (
-        "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
-        "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1",
-    ):
-        row = db.execute(sql).fetchone()
-        if row is not None:
-            return int(row[0]), str(row[1])
-    return 0, GENESIS
+    """The last entry's (seq, hash), decision or fact, or the purge anchor's, or the
+    genesis."""
+    row = db.execute(_CHAIN_HEAD).fetchone()
+    if row is None:
+        row = db.execute("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
 
 
 def _check_folder(path: str) -> None:
@@ -861,7 +957,3 @@ def _take(rows: Iterable[tuple[Any, ...]], size: int) -> list[tuple[Any, ...]]:
         if len(batch) >= size:
             break
     return batch
-
-
-def _value(scope: ConsentScope | None) -> str | None:
-    return scope.value if scope else None

@@ -239,8 +239,9 @@ def test_a_compliant_call_reaches_the_carrier_with_the_companys_number(calls):
 
 def test_an_unconsented_prospecting_call_is_refused_and_never_reaches_the_carrier(calls):
     call = calls[UNCONSENTED]
-    assert call.result.final == 403, call.result.messages
-    assert call.result.reason is not None and "cause=21" in call.result.reason
+    # A refusal, not a failed login (a 403 makes softphones ask for the password again).
+    assert call.result.final == 603, call.result.messages
+    assert call.result.reason == "Q.850;cause=0"  # PJSIPHangup answers before any cause
     assert call.invites == []
 
 
@@ -254,7 +255,9 @@ def test_112_reaches_the_carrier_untouched(calls):
 def test_the_log_in_the_callgate_container_has_both_decisions_and_its_chain_holds(
     stack: Stack, calls
 ):
-    lines = stack.compose("exec", "-T", "callgate", "callgate", "log", "--json").splitlines()
+    lines = stack.compose(
+        "exec", "-T", "callgate", "callgate", "log", "--kind", "call", "--json"
+    ).splitlines()
     decisions = {entry["callee"]: entry for entry in map(json.loads, lines)}
     assert set(decisions) == {"+33612345678", "+33687654321"}  # 112 never asks the gate
     allowed, refused = decisions["+33612345678"], decisions["+33687654321"]
@@ -267,7 +270,9 @@ def test_the_log_in_the_callgate_container_has_both_decisions_and_its_chain_hold
         env=stack.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "2 entries, the hash chain is intact" in verify.stdout
+    # The decisions and the entries of the facts the stack was given (its consents).
+    assert "entries, the hash chain is intact" in verify.stdout
+    assert "and the fact tables are what it says" in verify.stdout
 
 
 # ---------------------------------------------------------------- the image is the harness
@@ -327,3 +332,14 @@ def test_the_images_asterisk_configuration_is_the_harness_one_file_by_file(stack
     assert sorted(image) == sorted(harness)
     for name in sorted(harness):
         assert _entries(name, image[name]) == _entries(name, harness[name]), name
+
+
+def test_the_image_has_no_french_sound_but_callgates(stack: Stack):
+    """Debian's French sounds are Canadian French: the image, as the harness's root, has
+    none of them; the French announcement is callgate's own prompts."""
+    listed = stack.compose("exec", "-T", "asterisk", "ls", "-A", "/usr/share/asterisk/sounds/fr")
+    assert listed.split() == ["callgate"]
+    words = stack.compose("exec", "-T", "asterisk", "ls", "/usr/share/asterisk/sounds/fr/callgate")
+    assert {"cap.wav", "retry.wav", "weekday-3.wav", "day-16.wav", "month-12.wav"} <= set(
+        words.split()
+    )

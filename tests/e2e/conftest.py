@@ -30,6 +30,11 @@ MONDAY_21H_UTC = "2026-11-23 20:00:00"
 
 AGENT, AGENT_PASSWORD = "1001", "demo-1001"
 
+# A refused call as the agent's softphone gets it: 603 Decline (PJSIPHangup), never 403,
+# which softphones take for a wrong password. Asterisk adds a Reason header from the
+# channel's hangup cause, which nothing has set yet when PJSIPHangup answers.
+REJECTED, REJECTED_REASON = 603, "Q.850;cause=0"
+
 
 @dataclass
 class Pbx:

@@ -1,5 +1,5 @@
 """What the agent hears on a refused call: the reason's prompt and when to call again, in
-early media (never answered), then the 403; nothing at all with CALLGATE_ANNOUNCE=no.
+early media (never answered), then the 603; nothing at all with CALLGATE_ANNOUNCE=no.
 
 The agent's RTP goes to a port the test listens on; the audio is matched against the
 prompt file that scripts/make-prompts spoke into the Asterisk root."""
@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 
 from harness.sipp import CallResult, RtpListener, place_call, ulaw_decode
-from tests.e2e.conftest import AGENT, AGENT_PASSWORD, Pbx, Site
+from tests.e2e.conftest import AGENT, AGENT_PASSWORD, REJECTED, REJECTED_REASON, Pbx, Site
 
 CALLEE = "0612345678"
 NPV = "+33948000001"
-REJECTED = 403
 RATE = 8000
 FRAME = 160  # one 20 ms RTP packet
 SOUNDS = "/usr/share/asterisk/sounds"
@@ -32,20 +31,23 @@ SOUNDS = "/usr/share/asterisk/sounds"
 # is over the cap, until the first of them leaves the window.
 EARLIER_CALLS = ("2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19")
 # When the cap lifts: Wednesday 16 December 2026, from 10:00 in Paris, as each language says
-# it ("... le mercredi 16 décembre à 10 heures", "... Wednesday December 16th at 10 a.m.").
+# it ("... le mercredi 16 décembre à 10 heures", "... Wednesday December 16th at 10 a.m."):
+# in French with callgate's own words, in English with Asterisk's sounds.
 DATES = {
-    "fr": ["digits/day-3", "digits/16", "digits/mon-11", "digits/at", "digits/10", "digits/oclock"],
+    "fr": ["callgate/weekday-3", "callgate/day-16", "callgate/month-12", "callgate/hour-10"],
     "en": ["digits/day-3", "digits/mon-11", "digits/h-16", "digits/at", "digits/10", "digits/a-m"],
 }
 
 
 def _sound(pbx: Pbx, name: str, lang: str = "fr") -> list[int]:
-    """The samples of a sound file as Asterisk finds it (callgate/cap, digits/day-3...)."""
+    """The samples of a sound file as Asterisk finds it (callgate/cap, digits/day-3...):
+    in the channel's language, else in English, as Asterisk falls back (beep, beeperr)."""
     path = next(
         (
-            f"{SOUNDS}/{lang}/{name}.{ext}"
+            f"{SOUNDS}/{folder}/{name}.{ext}"
+            for folder in dict.fromkeys((lang, "en"))
             for ext in ("wav", "gsm")
-            if _run(pbx, "test", "-e", f"{SOUNDS}/{lang}/{name}.{ext}").returncode == 0
+            if _run(pbx, "test", "-e", f"{SOUNDS}/{folder}/{name}.{ext}").returncode == 0
         ),
         None,
     )
@@ -194,7 +196,7 @@ def test_a_capped_call_plays_the_cap_prompt_and_the_retry_day_unanswered(
         result, elapsed = _call(pbx_announce, ear)
     decision = site_announce.decisions()[-1]  # the CLI's checks come first
     assert [r["code"] for r in json.loads(decision[1]) if r["blocking"]] == ["CAP_30_DAYS"]
-    assert result.final == REJECTED and "cause=21" in (result.reason or "")
+    assert (result.final, result.reason) == (REJECTED, REJECTED_REASON)
     # Early media, then the refusal: never a 200 OK, so the call was never answered.
     statuses = _statuses(result)
     assert 183 in statuses and 200 not in statuses, statuses
@@ -221,7 +223,7 @@ def test_a_capped_call_plays_the_cap_prompt_and_the_retry_day_unanswered(
     print(
         f"\n{lang}: cap.wav {len(cap) / RATE:.3f} s, found at {at / RATE:.3f} s with similarity"
         f" {alike:.3f}; retry.wav {len(retry) / RATE:.3f} s ({lead_alike:.3f}); date"
-        f" {date / RATE:.3f} s; heard {len(heard) / RATE:.3f} s; 403 after {elapsed:.3f} s"
+        f" {date / RATE:.3f} s; heard {len(heard) / RATE:.3f} s; 603 after {elapsed:.3f} s"
     )
 
 
@@ -233,12 +235,12 @@ def test_no_announcement_refuses_at_once_in_silence(pbx_announce, site_announce)
     assert [r["code"] for r in json.loads(site_announce.decisions()[-1][1]) if r["blocking"]] == [
         "CAP_30_DAYS"
     ]
-    assert result.final == REJECTED and "cause=21" in (result.reason or "")
+    assert (result.final, result.reason) == (REJECTED, REJECTED_REASON)
     statuses = _statuses(result)
     assert 183 not in statuses and 200 not in statuses, statuses
     assert ear.packets == []
-    assert elapsed < 1.5, f"the 403 took {elapsed:.2f} s"
-    print(f"\nno announcement: 403 after {elapsed:.3f} s")
+    assert elapsed < 1.5, f"the 603 took {elapsed:.2f} s"
+    print(f"\nno announcement: 603 after {elapsed:.3f} s")
 
 
 def test_the_gate_down_prompt_in_english(pbx_announce):
@@ -254,3 +256,18 @@ def test_the_gate_down_prompt_in_english(pbx_announce):
     # Nothing after it: no retry time when the gate is down.
     assert (len(heard) - at - len(unavailable)) / RATE < 0.3
     assert _missing_sounds(pbx_announce) == []
+
+
+def test_no_stock_french_sound_can_play(pbx_announce):
+    """Debian's French sounds are Canadian French (asterisk-core-sounds-fr, a Québec
+    voice: "Votre appel ne peut être complété tel que composé"). None is installed: a
+    French channel finds callgate's own prompts, else Asterisk's English sounds."""
+    listed = _run(pbx_announce, "ls", "-A", f"{SOUNDS}/fr").stdout.decode().split()
+    assert listed == ["callgate"]
+    query = ["dpkg-query", "-W", "-f=${Package} ${Status}\\n", "asterisk-core-sounds-fr*"]
+    installed = [
+        line for line in _run(pbx_announce, *query).stdout.decode().splitlines()
+        if line.endswith(" installed")
+    ]  # fmt: skip
+    assert installed == []
+    assert _run(pbx_announce, "test", "-e", f"{SOUNDS}/fr/cannot-complete-as-dialed.gsm").returncode

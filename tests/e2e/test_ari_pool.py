@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from harness.gate import GateProcess, ari_request, write_config
-from tests.e2e.conftest import Pbx, _site, _start_pbx, _stop_pbx
+from tests.e2e.conftest import REJECTED, Pbx, _site, _start_pbx, _stop_pbx
 
 # Monday 2 March 2026, 11:00 in Paris, before the opt-in law: a fresh callee needs no
 # consent, so every call on a healthy gate is allowed and meets the carrier's 486.
 BEFORE_OPT_IN = "2026-03-02 10:00:00"
 NPV = "+33948000001"
-BUSY, REJECTED = 486, 403
+BUSY = 486
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,11 @@ from harness.asterisk import CONF_DIR, AsteriskInstance, Ports, ensure_root
 from harness.gate import GateProcess, callgate_command, write_config
 from harness.sipp import Carrier, free_port, place_call
 
-from .conftest import AGENT, AGENT_PASSWORD, MONDAY_11H_UTC, MONDAY_21H_UTC
+from .conftest import AGENT, AGENT_PASSWORD, MONDAY_11H_UTC, MONDAY_21H_UTC, REJECTED
 
 CALLEE = "0612345678"
 NPV = "+33948000001"
-BUSY, REJECTED = 486, 403
+BUSY = 486
 
 # What each route sets before the gate, as a campaign's dialplan would.
 SETS = {

@@ -9,10 +9,11 @@ import urllib.request
 
 from harness.gate import write_config
 from harness.sipp import free_port
+from tests.e2e.conftest import REJECTED
 
 CALLEE = "0612345678"
 NPV = "+33948000001"
-BUSY, REJECTED = 486, 403
+BUSY = 486
 
 
 def _pg_site(site, postgres):
@@ -113,7 +114,7 @@ def test_two_gates_on_one_postgresql_never_overrun_the_cap(pbx, site, postgres):
     finally:
         extensions.write_text(original)
         pbx.asterisk.rx("dialplan reload")
-    assert sorted(finals) == [REJECTED] * 7 + [BUSY], finals
+    assert sorted(finals) == sorted([REJECTED] * 7 + [BUSY]), finals
     assert len(pbx.carrier.invites()) == before + 1
     assert "CAP_30_DAYS" in site.gate_log() or "CAP_30_DAYS" in node2.log.read_text()
     assert "ALLOW" in site.gate_log() + node2.log.read_text()

@@ -48,6 +48,18 @@ class RuleOutcome:
     checks: str  # the rule's docstring: what it checks, and its source
     applies: bool
     reasons: tuple[Reason, ...] = ()
+    facts: tuple[str, ...] = ()  # the fact tables it read (factlog.FACT_TABLES)
+
+
+# The fact tables each rule reads: `log explain` cites the log entries that wrote them.
+# (The cap counts attempts, which the decisions' own entries record.)
+RULE_FACTS = {
+    "prospecting_consent": ("consents", "opposition"),
+    "contract_in_progress": ("contracts",),
+    "refusal_cooldown": ("refusals",),
+    "calling_hours": ("appointments",),
+    "opposition_listed": ("opposition",),
+}
 
 
 @dataclass(slots=True)  # built once per call and read by decide only: see Context
@@ -113,7 +125,7 @@ class FrenchPack:
                 RuleOutcome("destination_in_scope", _doc(destination_in_scope), True,
                             (destination,) if destination else ()),
                 *(RuleOutcome(rule.__name__, _doc(rule), applies,
-                              (reason,) if reason else ())
+                              (reason,) if reason else (), RULE_FACTS.get(rule.__name__, ()))
                   for rule, reason in zip_longest(SOLICITATION_RULES, found)),
             )  # fmt: skip
         return FrenchEvaluation(
