@@ -125,9 +125,10 @@ def _query(args: argparse.Namespace) -> LogQuery:
     )  # fmt: skip
 
 
-async def log_batches(store: Store, query: LogQuery) -> AsyncIterator[dict[str, Any]]:
-    """Every matching entry, oldest first, a batch at a time."""
-    after = 0
+async def log_batches(
+    store: Store, query: LogQuery, *, after: int = 0
+) -> AsyncIterator[dict[str, Any]]:
+    """Every matching entry after seq ``after``, oldest first, a batch at a time."""
     while True:
         batch = await store.log_entries(query, after_seq=after, limit=_BATCH)
         if not batch:
@@ -487,15 +488,37 @@ class LogCheck:
 
 async def verify_chain(store: Store) -> LogCheck:
     """Walk the store's log from its anchor, decisions and facts; then check every fact
-    row against the entry that last wrote it. Stops at the chain's first break."""
+    row against the entry that last wrote it. Stops at the chain's first break.
+
+    A store in service goes on writing: a fact written after the walk, before its table is
+    read, would look like a row without an entry. So a check that finds a problem is
+    taken again, with the entries written meanwhile, until no fact was written during
+    it: only then does a problem stand."""
     verifier = ChainVerifier(await store.log_anchor())
     replay = FactReplay()
-    async for entry in log_batches(store, LogQuery(kind="all")):
-        broken = verifier.feed(entry)
-        if broken:
-            return LogCheck(verifier, broken, [])
-        if is_fact(entry):
-            replay.feed(entry)
+    after = 0
+    for _ in range(_SETTLE_ATTEMPTS):
+        async for entry in log_batches(store, LogQuery(kind="all"), after=after):
+            broken = verifier.feed(entry)
+            if broken:
+                return LogCheck(verifier, broken, [])
+            if is_fact(entry):
+                replay.feed(entry)
+            after = entry["seq"]
+        replay.problems = []
+        rows = await _check_tables(store, replay)
+        if not replay.problems:
+            break
+        if not await store.log_entries(LogQuery(kind="fact"), after_seq=after, limit=1):
+            break  # nothing was written meanwhile: the problems are the store's
+    return LogCheck(verifier, None, replay.problems, rows)
+
+
+# A check that keeps meeting new writes of facts gives its verdict after this many rounds.
+_SETTLE_ATTEMPTS = 5
+
+
+async def _check_tables(store: Store, replay: FactReplay) -> int:
     rows = 0
     for table in FACT_TABLES:
         check = replay.check_table(table)
@@ -503,7 +526,7 @@ async def verify_chain(store: Store) -> LogCheck:
             check.row(row)
             rows += 1
         check.done()
-    return LogCheck(verifier, None, replay.problems, rows)
+    return rows
 
 
 def _verify_file(path: Path) -> tuple[ChainVerifier, ChainBreak | None, str]:

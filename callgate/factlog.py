@@ -292,10 +292,12 @@ class _BulkCheck:
             return self._missing[0], f"a row bulk entry {self.seq} wrote is missing{more}"
         if self._digest.hexdigest() != self.part["digest"]:
             first, last = self.ranges.span()
+            count = self.part["count"]
+            if count == 1:
+                return first, f"differs from what bulk entry {self.seq} wrote (its digest)"
             return first, (
-                f"rows {first} to {last}, written by bulk entry {self.seq}"
-                f" ({self.part['count']:,} rows), do not match its digest: one of them was"
-                " edited since"
+                f"rows {first} to {last}, written by bulk entry {self.seq} ({count:,} rows),"
+                " do not match its digest: one of them was edited since"
             )
         return None
 

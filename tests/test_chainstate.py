@@ -15,10 +15,8 @@ from callgate.model import Consent, ConsentScope
 
 
 async def record_calls(store, count: int, start: datetime = MONDAY) -> None:
-    """``count`` recorded decisions, an hour apart (allowed or refused, all logged)."""
-    await store.add_consent(
-        "acme", "+33612345678", Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1))
-    )
+    """``count`` recorded decisions, an hour apart, and nothing else in the log (refused
+    for want of consent: logged all the same)."""
     for i in range(count):
         await check_call(store, a_config(), a_request(), start + timedelta(hours=i), record=True)
 
@@ -73,6 +71,21 @@ async def test_an_intact_chain_is_verified_at_start(store):
         await watch.stop()
     assert (state.count, state.last_seq, state.broken) == (5, 5, None)
     assert state.checked_at is not None and state.progress is None
+
+
+async def test_the_facts_entries_are_walked_with_the_decisions(store):
+    await store.add_consent(
+        "acme", "+33612345678", Consent(ConsentScope.PROSPECTING, paris(2026, 1, 1))
+    )
+    await record_calls(store, 2)
+    await store.add_refusal("acme", "+33612345678", MONDAY, "agent-key")
+    watch = ChainWatch(store, batch=2)
+    watch.start()
+    try:
+        state = await settled(watch)
+    finally:
+        await watch.stop()
+    assert (state.count, state.last_seq, state.broken) == (4, 4, None)
 
 
 async def test_an_empty_log_is_verified_with_nothing_to_check(store):

@@ -128,7 +128,7 @@ READS = [
     (("appointment", "list"), "(none)"),
     (("log", "--json"), "+33612345678"),
     (("log", "stats", "--json"), "allow"),
-    (("log", "verify"), "OK: the store: 1 entries"),
+    (("log", "verify"), "OK: the store: 2 entries"),  # the consent and the decision
     (("log", "export"), "+33612345678"),
     (("consent", "receipt", "--to", "0612345678"), "Consentement 1 sur 1"),
 ]

@@ -80,7 +80,7 @@ async def test_an_intact_chain_says_ok(admin):
 async def test_a_tampered_row_is_shown_broken_at_its_seq_after_verify(admin, store_url):
     client, csrf = admin
     await settled(client)
-    await tamper(store_url, "UPDATE decisions SET verdict = 'reject' WHERE seq = 4")
+    await tamper(store_url, "UPDATE decisions SET campaign = 'forged' WHERE seq = 4")
     refused = await client.post("/console/audit/verify", data={}, allow_redirects=False)
     assert refused.status == 403  # no CSRF token
     posted = await client.post("/console/audit/verify", data={"csrf": csrf},

@@ -556,7 +556,9 @@ class PostgresStore:
             added.extend(dict(row) for row in rows)
 
         async with self._pool.acquire() as db, db.transaction():
-            await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
+            # The chain's lock only for the entry, at the end: every recorded decision
+            # takes it, and an import reading a big file would hold calls back meanwhile.
+            # The rows it added are its own (RETURNING), whoever else writes meanwhile.
             for callee in callees:
                 batch.append(callee)
                 if len(batch) >= _IMPORT_BATCH:
@@ -568,6 +570,7 @@ class PostgresStore:
             # them by id.
             added.sort(key=lambda row: row["id"])
             if parts := import_entry(added, company, source, origin):
+                await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
                 await self._append_fact(db, *parts)
         return len(added)
 
