@@ -20,6 +20,7 @@ ENDPOINTS = [
     ("POST", "/v1/check"),
     ("POST", "/v1/scrub"),
     ("POST", "/v1/outcomes"),
+    ("GET", "/v1/outcomes"),
     ("GET", "/v1/consents"),
     ("POST", "/v1/consents"),
     ("POST", "/v1/consents/revoke"),
@@ -144,6 +145,29 @@ async def test_consents_contracts_optouts_and_outcomes_change_the_verdict(client
     assert contracts["contracts"][0]["end"].startswith("2026-11-01T23:00")
     optouts = await (await client.get("/v1/optouts", headers=AUTH)).json()
     assert optouts["optouts"][0]["removed_at"]
+
+
+async def test_outcomes_are_listed_with_the_log_entry_that_recorded_each(client):
+    for body in (
+        {"to": "0612345678", "outcome": "refused", "at": "2026-11-20T10:00:00+01:00"},
+        {"to": "0612345679", "outcome": "withdrawn", "at": "2026-11-21T10:00:00+01:00"},
+    ):
+        assert (await client.post("/v1/outcomes", json=body, headers=AUTH)).status == 201
+    listed = (await (await client.get("/v1/outcomes", headers=AUTH)).json())["outcomes"]
+    assert [(o["kind"], o["callee"], o["source"], o["at"]) for o in listed] == [
+        ("refusal", "+33612345678", "api", "2026-11-20T09:00:00+00:00"),
+        ("withdrawal", "+33612345679", "api", "2026-11-21T09:00:00+00:00"),
+    ]
+    mine = await (await client.get("/v1/outcomes?to=0612345679", headers=AUTH)).json()
+    assert [o["kind"] for o in mine["outcomes"]] == ["withdrawal"]
+    # Each is an entry of the log, found by its seq among the writes of facts.
+    facts = await (await client.get("/v1/decisions?kind=fact", headers=AUTH)).json()
+    by_seq = {entry["seq"]: entry for entry in facts["decisions"]}
+    assert [by_seq[o["seq"]]["fact"] for o in listed] == ["refusal", "withdrawal"]
+    decisions = await (await client.get("/v1/decisions", headers=AUTH)).json()
+    assert decisions["decisions"] == []  # by default, decisions alone
+    wrong = await client.get("/v1/decisions?kind=gossip", headers=AUTH)
+    assert wrong.status == 422 and (await wrong.json())["field"] == "kind"
 
 
 @pytest.mark.parametrize(
