@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -367,9 +367,12 @@ class Store(Protocol):
     async def contracts(self, company: str | None, callee: str | None) -> list[ContractRecord]: ...
 
     async def add_oppositions(
-        self, callees: Iterable[str], company: str | None, source: str, at: datetime
-    ) -> int:
-        """Add entries; one already active is left alone. Returns how many were new."""
+        self, callees: Iterable[str], company: str | None, source: str, at: datetime,
+        *, origin: Mapping[str, Any] | None = None,
+    ) -> int:  # fmt: skip
+        """Add entries; one already active is left alone. Returns how many were new. An
+        import (``origin``: its file's name, SHA-256 and lines, read once the numbers are)
+        is one entry of the log, with the new rows' ids and digest."""
 
     async def remove_oppositions(self, callee: str, company: str | None, at: datetime) -> int: ...
 
