@@ -30,6 +30,7 @@ __all__ = [
     "ChainVerifier",
     "callee_commit",
     "entry_hash",
+    "foreign_json",
     "is_fact",
     "log_entry",
     "pseudonymise",
@@ -78,9 +79,16 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     """The hash of one entry, over its kind's chained fields in canonical JSON."""
     body = json.dumps(
         [entry.get(name) for name in _shape(entry)[0]],
-        ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+        ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=foreign_json,
     )  # fmt: skip
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def foreign_json(value: Any) -> str:
+    """A value JSON has no type for (a BLOB put in a fact row behind the log's back, which
+    a write then read), as its type and repr: it differs from anything written, and the
+    write that read it still goes through."""
+    return f"<{type(value).__name__}> {value!r}"
 
 
 def is_fact(entry: Mapping[str, Any]) -> bool:

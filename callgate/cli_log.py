@@ -41,11 +41,12 @@ from callgate.model import CallRequest, Purpose
 from callgate.numbering import parse_number
 from callgate.rules import get_pack
 from callgate.store import Store
-from callgate.store.base import LOG_KINDS, LogQuery
+from callgate.store.base import DECISION_KINDS, LOG_KINDS, LogQuery
 from callgate.timeparse import DEFAULT_ZONE
 
 __all__ = [
-    "LogUsageError", "add_log_parser", "verifies_an_export", "verify_chain", "verify_export",
+    "LogUsageError", "PurgeRefused", "add_log_parser", "purge_verified", "verifies_an_export",
+    "verify_chain", "verify_export",
 ]  # fmt: skip
 
 EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
@@ -238,6 +239,8 @@ def _local(iso: str) -> str:
 
 
 async def _stats(args: argparse.Namespace, config: Config, store: Store) -> int:
+    if args.kind not in (None, "all", *DECISION_KINDS):
+        raise LogUsageError("log stats counts decisions: --kind call or dry-run, or none")
     query = _query(args)
     groups = {
         by: await store.log_counts(query, by) for by in ("verdict", "reason", "company", "hour")
@@ -511,7 +514,7 @@ async def verify_chain(store: Store) -> LogCheck:
             break
         if not await store.log_entries(LogQuery(kind="fact"), after_seq=after, limit=1):
             break  # nothing was written meanwhile: the problems are the store's
-    return LogCheck(verifier, None, replay.problems, rows)
+    return LogCheck(verifier, None, replay.chain_problems() + replay.problems, rows)
 
 
 # A check that keeps meeting new writes of facts gives its verdict after this many rounds.
@@ -618,7 +621,11 @@ async def _purge(args: argparse.Namespace, config: Config, store: Store) -> int:
         if days is None:
             raise LogUsageError("log purge needs --before DATE (or [log] retention_days)")
         before = datetime.now(UTC) - timedelta(days=days)
-    count = await store.purge_log(before, datetime.now(UTC))
+    try:
+        count = await purge_verified(store, before, datetime.now(UTC))
+    except PurgeRefused as refused:
+        print(f"callgate: error: {refused}", file=sys.stderr)
+        return EXIT_BROKEN
     print(f"purged {count:,} decisions before {before.isoformat()}; the rest still verifies")
     await _report_kept_older(store, before)
     kept = len(await store.consents(None, None))
@@ -626,6 +633,22 @@ async def _purge(args: argparse.Namespace, config: Config, store: Store) -> int:
     print(f"consent records and their proofs are not purged: they are kept at least 3 years"
           f" after each consent ends ({kept:,} consent records kept)")  # fmt: skip
     return EXIT_OK
+
+
+class PurgeRefused(Exception):
+    """The log does not verify: a purge would chain the fact tables as they are, tampered
+    rows included, and take away the entries that show the tampering."""
+
+
+async def purge_verified(store: Store, before: datetime, at: datetime) -> int:
+    """``store.purge_log``, once the log verifies; PurgeRefused if it does not."""
+    check = await verify_chain(store)
+    if not check.ok:
+        raise PurgeRefused(
+            f"the log does not verify, so nothing was purged: {check}"
+            " (a purge would vouch for what the tables hold now; see `callgate log verify`)"
+        )
+    return await store.purge_log(before, at)
 
 
 async def dated_before(store: Store, before: datetime) -> int:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from callgate.auditlog import FACT_CHAINED_FIELDS, callee_commit, entry_hash
+from callgate.auditlog import FACT_CHAINED_FIELDS, callee_commit, entry_hash, foreign_json
 
 __all__ = [
     "FACT_CHAINED_FIELDS",
@@ -35,6 +35,7 @@ __all__ = [
     "RowChange",
     "TableCheck",
     "bulk_digest",
+    "canonical",
     "fact_entry",
     "fact_summary",
     "id_ranges",
@@ -101,8 +102,11 @@ def id_ranges(ids: Iterable[int]) -> list[list[int]]:
     return ranges
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+def canonical(value: Any) -> str:
+    """Canonical JSON, a value of no JSON type as auditlog.foreign_json writes it."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=foreign_json
+    )
 
 
 def bulk_digest(salt: str, rows: Iterable[Mapping[str, Any]]) -> str:
@@ -115,7 +119,7 @@ def bulk_digest(salt: str, rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _digest_line(row: Mapping[str, Any]) -> bytes:
-    return b"\n" + _canonical([row["id"], image(row), row.get("callee")]).encode()
+    return b"\n" + canonical([row["id"], image(row), row.get("callee")]).encode()
 
 
 def fact_entry(
@@ -186,8 +190,11 @@ class FactReplay:
         # (table, id) -> [(seq, callee, image before)] of each entry that changed it
         self._changes: dict[tuple[str, int], list[tuple[int, str | None, Any]]] = {}
         self._bulks: dict[str, list[_Bulk]] = {}
+        # Rows a write found already there without an entry of their own: (table, id, seq)
+        self._unvouched: list[tuple[str, int, int]] = []
         self.entries = 0
         self.problems: list[FactProblem] = []
+        self._chain_problems: list[FactProblem] = []
 
     def feed(self, entry: Mapping[str, Any]) -> None:
         """The next fact entry of the chain (already verified by the chain's check)."""
@@ -195,6 +202,7 @@ class FactReplay:
         seq, callee = entry["seq"], entry.get("callee")
         for change in entry.get("rows") or ():
             key = (change["table"], change["id"])
+            self._check_before(key, seq, callee, change["before"])
             self.expected[key] = (seq, callee, change["after"])
             self._changes.setdefault(key, []).append((seq, callee, change["before"]))
         for part in entry.get("bulk") or ():
@@ -202,12 +210,50 @@ class FactReplay:
                 _Bulk(seq, part, entry.get("callee_salt") or "")
             )
 
+    def _check_before(
+        self, key: tuple[str, int], seq: int, callee: str | None, before: Any
+    ) -> None:
+        """A write read the row as the entry before it left it: else the row was edited
+        (or deleted and its id reused) between the two, and the later entry, which took
+        the edit for the row's state, must not launder it."""
+        table, number = key
+        known = self.expected.get(key)
+        if known is None:
+            if before is not None:  # a bulk entry must vouch for it: checked at the end
+                self._unvouched.append((table, number, seq))
+            return
+        last, known_callee, after = known
+        if before is None and after is not None:
+            self._fail(table, number, f"the row entry {last} wrote was deleted, and its id"
+                       f" taken again by entry {seq}")  # fmt: skip
+        elif before is not None and (before != after or callee != known_callee):
+            field = "callee" if callee != known_callee else _first_difference(after, before)
+            self._fail(table, number, f"was edited between entries {last} and {seq}", field)
+
     def check_table(self, table: str) -> TableCheck:
         """A check of ``table``'s rows, fed in ascending id order."""
         return TableCheck(self, table)
 
     def _fail(self, table: str, row: int | None, problem: str, name: str | None = None) -> None:
-        self.problems.append(FactProblem(table, row, problem, name))
+        self._chain_problems.append(FactProblem(table, row, problem, name))
+
+    def chain_problems(self) -> list[FactProblem]:
+        """What the entries themselves show: a row edited between two of them, an id taken
+        again, a row a write found without any entry or bulk entry vouching for it."""
+        found = list(self._chain_problems)
+        for table, number, seq in self._unvouched:
+            bulks = self._bulks.get(table, ())
+            if not any(_Ranges(bulk.part["ids"]).holds(number) for bulk in bulks):
+                problem = (
+                    f"entry {seq} changed a row that no entry had written: it was inserted"
+                    " behind the log's back"
+                )
+                found.append(FactProblem(table, number, problem))
+        return found
+
+
+def _first_difference(one: Mapping[str, Any], other: Mapping[str, Any]) -> str | None:
+    return next((k for k in sorted(set(one) | set(other)) if one.get(k) != other.get(k)), None)
 
 
 class TableCheck:

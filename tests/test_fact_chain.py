@@ -920,3 +920,84 @@ async def test_the_facts_chain_as_a_user_sees_it_on_the_command_line(store_url, 
     )
     # The exports taken before the edit still verify: they are the auditor's evidence.
     run(url, tmp_path, "log", "verify", str(whole))
+
+
+# ---------------------------------------------------------------- an edit the next write reads
+
+
+async def test_an_edit_read_by_a_later_write_is_still_caught(store_url):
+    """The revocation reads the backdated consent as its "before": the edit stays found,
+    between the entry that wrote the row and the one that read it."""
+    store = await open_store(store_url)
+    try:
+        await store.add_consent("acme", A, Consent(ConsentScope.PROSPECTING, paris(2026, 9, 1)))
+        await _sql(store_url, f"UPDATE consents SET given_at = given_at - {86_400_000_000}")
+        await store.revoke_consents("acme", A, None, paris(2026, 11, 1))
+    finally:
+        await store.close()
+    check = await _verified(store_url)
+    assert check.broken is None
+    assert check.problems == [
+        FactProblem("consents", 1, "was edited between entries 1 and 2", "given_at")
+    ]
+
+
+async def test_a_row_inserted_in_sql_then_updated_by_a_write_is_caught(store_url):
+    store = await open_store(store_url)
+    try:
+        await store.add_consent("acme", A, Consent(ConsentScope.PROSPECTING, paris(2026, 9, 1)))
+        await _sql(
+            store_url,
+            "INSERT INTO consents (id, company, callee, scope, given_at) VALUES (?, ?, ?, ?, ?)",
+            7, "acme", B, "prospecting", to_micros(paris(2026, 9, 1)),
+        )  # fmt: skip
+        await store.revoke_consents("acme", B, None, paris(2026, 11, 1))
+    finally:
+        await store.close()
+    check = await _verified(store_url)
+    assert [(p.table, p.row) for p in check.problems] == [("consents", 7)]
+    assert "inserted behind the log's back" in check.problems[0].problem
+
+
+async def test_a_deleted_row_whose_id_is_taken_again_is_caught(store_url):
+    store = await open_store(store_url)
+    try:
+        await store.add_refusal("acme", A, paris(2026, 11, 1), "api")
+        second = await store.add_refusal("acme", B, paris(2026, 11, 2), "api")
+        await _sql(store_url, "DELETE FROM refusals WHERE id = ?", second)
+        # SQLite gives the next row the highest id again; PostgreSQL's sequence moves on.
+        again = await store.add_refusal("acme", C, paris(2026, 11, 3), "api")
+    finally:
+        await store.close()
+    check = await _verified(store_url)
+    assert check.problems
+    assert all(p.table == "refusals" and p.row == second for p in check.problems)
+    if again == second:
+        assert "taken again" in check.problems[0].problem
+    else:
+        assert "missing" in check.problems[0].problem
+
+
+async def test_the_lowest_possible_id_is_checked_too(store_url):
+    await (await open_store(store_url)).close()
+    await _sql(
+        store_url,
+        "INSERT INTO consents (id, company, callee, scope, given_at) VALUES (?, ?, ?, ?, ?)",
+        -(2**63), "acme", A, "prospecting", to_micros(paris(2026, 9, 1)),
+    )  # fmt: skip
+    check = await _verified(store_url)
+    assert [(p.table, p.row) for p in check.problems] == [("consents", -(2**63))]
+
+
+async def test_a_purge_refuses_a_log_that_does_not_verify(store_url):
+    from callgate.cli_log import PurgeRefused, purge_verified
+
+    store = await open_store(store_url)
+    try:
+        await store.add_refusal("acme", A, paris(2026, 11, 1), "api")
+        await _sql(store_url, "DELETE FROM refusals")
+        with pytest.raises(PurgeRefused, match="refusals row 1"):
+            await purge_verified(store, paris(2030, 1, 1), paris(2030, 1, 1))
+        assert await store.log_anchor() is None  # nothing was purged
+    finally:
+        await store.close()

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from callgate.api import CONFIG, STORE
-from callgate.cli_log import dated_before, export_lines
+from callgate.cli_log import PurgeRefused, dated_before, export_lines, purge_verified
 from callgate.console import chainstate
 from callgate.console.chainstate import CHAIN
 from callgate.console.render import error_page, render, tr
@@ -124,7 +124,13 @@ async def purge(request: web.Request) -> web.StreamResponse:
     if shown is not None and shown < before:
         before = shown  # never past the cutoff the officer confirmed
     store = request.app[STORE]
-    count = await store.purge_log(before, now)
+    try:
+        count = await purge_verified(store, before, now)
+    except PurgeRefused as refused:
+        log.warning("console purge refused: %s", refused)
+        message = tr(request, "Le journal ne se vérifie pas : rien n'a été purgé"
+                     " (voir « callgate log verify »).", str(refused))  # fmt: skip
+        return error_page(request, 409, message)
     # A purge cuts the chain at its start only: a decision recorded with a past date, after
     # a newer one, stays. Say how many, or "nothing to purge" would be untrue.
     kept = await dated_before(store, before)

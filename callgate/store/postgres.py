@@ -76,6 +76,7 @@ from callgate.store.sql import (
     DECISION_COLUMNS,
     FACT_ENTRIES_ABOUT,
     FACT_ENTRY_COLUMNS,
+    HEAD_SEQ,
     ID_PREFIX_MIN,
     OUTCOME_ENTRIES,
     OUTCOME_REFUSALS,
@@ -351,8 +352,11 @@ class PostgresStore:
     ) -> list[dict[str, Any]]:  # fmt: skip
         """Entries of the decision log in order: the first ``limit`` after ``after_seq``,
         or with ``last``, the newest ``limit``."""
+        head = None
+        if query.decisions and query.facts:
+            head = (await self._fetch(HEAD_SEQ))[0][0]
         entries = []
-        for sql, params, shape in log_sql(query, after_seq, limit, last):
+        for sql, params, shape in log_sql(query, after_seq, limit, last, head):
             entries += [shape(tuple(row)) for row in await self._fetch(*_bound(sql, params))]
         return merge_by_seq(entries, limit, last)
 
@@ -604,18 +608,19 @@ class PostgresStore:
     ) -> AsyncIterator[dict[str, Any]]:
         if table not in FACT_TABLES:
             raise ValueError(f"not a fact table: {table}")
-        after = (low - 1) if low is not None else -(2**63)
+        # The first batch from ``low`` itself: "id > low - 1" would skip the lowest id.
+        after, since = (low if low is not None else -(2**63)), ">="
         last = high if high is not None else 2**63 - 1
         while True:
             rows = await self._fetch(
-                f"SELECT * FROM {table} WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+                f"SELECT * FROM {table} WHERE id {since} $1 AND id <= $2 ORDER BY id LIMIT $3",
                 after, last, _FACT_ROWS_BATCH,
             )  # fmt: skip
             for row in rows:
                 yield dict(row)
             if len(rows) < _FACT_ROWS_BATCH:
                 return
-            after = rows[-1]["id"]
+            after, since = rows[-1]["id"], ">"
 
     async def fact_entries_about(
         self, company: str, callee: str, before_seq: int

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from callgate.factlog import canonical
 from callgate.model import (
     Appointment,
     Attempt,
@@ -39,6 +40,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "FACT_ENTRIES_ABOUT",
     "FACT_ENTRY_COLUMNS",
+    "HEAD_SEQ",
     "HOUR",
     "ID_PREFIX_MIN",
     "OUTCOME_ENTRIES",
@@ -194,20 +196,36 @@ def fact_entry_values(entry: Mapping[str, Any]) -> tuple[Any, ...]:
 def fact_entry_from_row(row: Sequence[Any]) -> dict[str, Any]:
     """A fact_entries row as the chain entry it was written from."""
     values = dict(zip(FACT_ENTRY_COLUMNS, row, strict=True))
-    at = from_micros(values["at"])
-    assert at is not None
     return {
-        "seq": values["seq"], "at": at.isoformat(), "node": values["node"], "kind": "fact",
-        "fact": values["fact"], "op": values["op"], "company": values["company"],
-        "callee": values["callee"], "callee_salt": values["callee_salt"],
-        "callee_commit": values["callee_commit"], "rows": json.loads(values["changes"]),
-        "bulk": json.loads(values["bulk"]), "prev_hash": values["prev_hash"],
-        "hash": values["hash"],
+        "seq": values["seq"], "at": _stored_instant(values["at"]), "node": values["node"],
+        "kind": "fact", "fact": values["fact"], "op": values["op"],
+        "company": values["company"], "callee": values["callee"],
+        "callee_salt": values["callee_salt"], "callee_commit": values["callee_commit"],
+        "rows": _stored_json(values["changes"]), "bulk": _stored_json(values["bulk"]),
+        "prev_hash": values["prev_hash"], "hash": values["hash"],
     }  # fmt: skip
 
 
+def _stored_json(text: Any) -> Any:
+    """The JSON a row holds; what an edit left unreadable, as it is: the entry's hash
+    then says it was edited, where a parser's error would stop `log verify`."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _stored_instant(micros: Any) -> Any:
+    if isinstance(micros, int) and not isinstance(micros, bool):
+        try:
+            return instant_of(micros).isoformat()
+        except OverflowError:
+            pass
+    return micros
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return canonical(value)
 
 
 # Refusals and withdrawals (Store.outcomes): the refusals rows, and the entries that wrote
@@ -266,23 +284,35 @@ def covering(
     return sorted(kept, key=lambda entry: entry["seq"])
 
 
+# The chain's last seq: what both reads of log_sql stop at.
+HEAD_SEQ = (
+    "SELECT max(seq) FROM (SELECT max(seq) AS seq FROM decisions"
+    " UNION ALL SELECT max(seq) AS seq FROM fact_entries) AS heads"
+)
+
+
 def log_sql(
-    query: LogQuery, after_seq: int, limit: int | None, last: bool
+    query: LogQuery, after_seq: int, limit: int | None, last: bool, head: int | None = None
 ) -> list[tuple[str, dict[str, Any], Callable[[Any], dict[str, Any]]]]:
     """The statements that read the log's entries for ``query`` (decisions, writes of
-    facts, or both), each with its parameters and what makes an entry of its rows."""
+    facts, or both), each with its parameters and what makes an entry of its rows.
+
+    Two statements see two moments: a decision and then a fact committed between them
+    would leave the fact without the decision before it. Both stop at ``head`` (HEAD_SEQ,
+    read first): every entry up to it was committed before it, since entries are
+    numbered and committed in order under the chain's lock."""
     order = f" ORDER BY seq {'DESC' if last else ''}" + (f" LIMIT {int(limit)}" if limit else "")
+    bound = {"after_seq": after_seq, "head": head if head is not None else 2**63 - 1}
+    start = "WHERE seq > :after_seq AND seq <= :head"
     statements = []
     if query.decisions:
         where, params = query.sql()
-        sql = f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE seq > :after_seq"
-        statements.append((sql + where + order, {**params, "after_seq": after_seq}, entry_from_row))
+        sql = f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions {start}"
+        statements.append((sql + where + order, {**params, **bound}, entry_from_row))
     if query.facts:
         where, params = query.fact_sql()
-        sql = f"SELECT {', '.join(FACT_ENTRY_COLUMNS)} FROM fact_entries WHERE seq > :after_seq"
-        statements.append(
-            (sql + where + order, {**params, "after_seq": after_seq}, fact_entry_from_row)
-        )
+        sql = f"SELECT {', '.join(FACT_ENTRY_COLUMNS)} FROM fact_entries {start}"
+        statements.append((sql + where + order, {**params, **bound}, fact_entry_from_row))
     return statements
 
 

@@ -81,6 +81,7 @@ from callgate.store.sql import (
     DECISION_COLUMNS,
     FACT_ENTRIES_ABOUT,
     FACT_ENTRY_COLUMNS,
+    HEAD_SEQ,
     ID_PREFIX_MIN,
     OUTCOME_ENTRIES,
     OUTCOME_REFUSALS,
@@ -440,8 +441,11 @@ class SqliteStore:
     ) -> list[dict[str, Any]]:  # fmt: skip
         """Entries of the decision log in order: the first ``limit`` after ``after_seq``,
         or with ``last``, the newest ``limit``."""
+        head = None
+        if query.decisions and query.facts:
+            [(head,)] = await self._select(HEAD_SEQ, {})
         entries = []
-        for sql, params, shape in log_sql(query, after_seq, limit, last):
+        for sql, params, shape in log_sql(query, after_seq, limit, last, head):
             entries += [shape(row) for row in await self._select(sql, params)]
         return merge_by_seq(entries, limit, last)
 
@@ -707,12 +711,13 @@ class SqliteStore:
     ) -> AsyncIterator[dict[str, Any]]:
         if table not in FACT_TABLES:
             raise ValueError(f"not a fact table: {table}")
-        after = (low - 1) if low is not None else -(2**63)
+        # The first batch from ``low`` itself: "id > low - 1" would skip the lowest id.
+        after, since = (low if low is not None else -(2**63)), ">="
         last = high if high is not None else 2**63 - 1
         while True:
             async with self._lock:
                 cursor = await self._db.execute(
-                    f"SELECT * FROM {table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                    f"SELECT * FROM {table} WHERE id {since} ? AND id <= ? ORDER BY id LIMIT ?",
                     (after, last, _FACT_ROWS_BATCH),
                 )
                 names = [column[0] for column in cursor.description]
@@ -722,7 +727,7 @@ class SqliteStore:
                 yield row
             if len(rows) < _FACT_ROWS_BATCH:
                 return
-            after = rows[-1]["id"]
+            after, since = rows[-1]["id"], ">"
 
     async def fact_entries_about(
         self, company: str, callee: str, before_seq: int
