@@ -26,6 +26,7 @@ __all__ = [
     "BulkRows",
     "FactWrite",
     "Insert",
+    "Sealed",
     "Step",
     "Update",
     "appointment_write",
@@ -39,6 +40,7 @@ __all__ = [
     "refusal_write",
     "remove_opposition_write",
     "revoke_write",
+    "seal",
     "update_params",
     "update_sql",
     "withdrawal_write",
@@ -235,14 +237,28 @@ class BulkRows:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Sealed:
+    """Bulk rows digested with the salt of the entry to come: the part of an entry's work
+    that needs no place in the chain, done before the chain's lock is taken."""
+
+    salt: str
+    parts: list[BulkPart]
+
+
+def seal(bulk: Sequence[BulkRows]) -> Sealed:
+    salt = secrets.token_hex(16)
+    return Sealed(salt, [rows.part(salt) for rows in bulk])
+
+
 def entry_for(
-    write: FactWrite, changes: list[RowChange], bulk: Sequence[BulkRows], *, seq: int,
-    at: datetime, node: str | None, prev_hash: str,
+    write: FactWrite, changes: list[RowChange], bulk: Sequence[BulkRows] | Sealed, *,
+    seq: int, at: datetime, node: str | None, prev_hash: str,
 ) -> dict[str, Any]:  # fmt: skip
     """The chain entry of a write, following the entry (``seq`` - 1, ``prev_hash``)."""
-    salt = secrets.token_hex(16)
+    sealed = bulk if isinstance(bulk, Sealed) else seal(bulk)
     return fact_entry(
         fact=write.fact, op=write.op, seq=seq, at=at.isoformat(), node=node,
-        company=write.company, callee=write.callee, salt=salt, prev_hash=prev_hash,
-        rows=changes, bulk=[rows.part(salt) for rows in bulk],
+        company=write.company, callee=write.callee, salt=sealed.salt, prev_hash=prev_hash,
+        rows=changes, bulk=sealed.parts,
     )  # fmt: skip

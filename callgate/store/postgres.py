@@ -53,6 +53,7 @@ from callgate.store.factwrite import (
     BulkRows,
     FactWrite,
     Insert,
+    Sealed,
     Step,
     appointment_write,
     cancel_write,
@@ -65,6 +66,7 @@ from callgate.store.factwrite import (
     refusal_write,
     remove_opposition_write,
     revoke_write,
+    seal,
     update_params,
     update_sql,
     withdrawal_write,
@@ -456,8 +458,9 @@ class PostgresStore:
         return done
 
     async def _append_fact(
-        self, db: Any, write: FactWrite, changes: list[RowChange], bulk: list[BulkRows]
-    ) -> dict[str, Any]:
+        self, db: Any, write: FactWrite, changes: list[RowChange],
+        bulk: list[BulkRows] | Sealed,
+    ) -> dict[str, Any]:  # fmt: skip
         """Chain the entry of a write just carried out; in the write's transaction, which
         holds the chain's lock."""
         seq, prev_hash = await _chain_head(db)
@@ -574,8 +577,10 @@ class PostgresStore:
             # them by id.
             added.sort(key=lambda row: row["id"])
             if parts := import_entry(added, company, source, origin):
+                write, changes, bulk = parts
+                sealed = seal(bulk)  # the digest of every new row: before the lock
                 await db.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
-                await self._append_fact(db, *parts)
+                await self._append_fact(db, write, changes, sealed)
         return len(added)
 
     async def remove_oppositions(self, callee: str, company: str | None, at: datetime) -> int:
