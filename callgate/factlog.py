@@ -192,13 +192,11 @@ class FactReplay:
         self._bulks: dict[str, list[_Bulk]] = {}
         # Rows a write found already there without an entry of their own: (table, id, seq)
         self._unvouched: list[tuple[str, int, int]] = []
-        self.entries = 0
         self.problems: list[FactProblem] = []
         self._chain_problems: list[FactProblem] = []
 
     def feed(self, entry: Mapping[str, Any]) -> None:
         """The next fact entry of the chain (already verified by the chain's check)."""
-        self.entries += 1
         seq, callee = entry["seq"], entry.get("callee")
         for change in entry.get("rows") or ():
             key = (change["table"], change["id"])
@@ -286,11 +284,8 @@ class TableCheck:
             self._fail(number, f"the row was deleted by entry {seq}, yet it is here")
         elif row.get("callee") != callee:
             self._fail(number, f"differs from what entry {seq} wrote", "callee")
-        else:
-            for name in sorted(set(after) | set(image(row))):
-                if after.get(name) != row.get(name):
-                    self._fail(number, f"differs from what entry {seq} wrote", name)
-                    return
+        elif (name := _first_difference(after, image(row))) is not None:
+            self._fail(number, f"differs from what entry {seq} wrote", name)
 
     def done(self) -> None:
         for (name, number), (seq, _, after) in self._replay.expected.items():

@@ -312,15 +312,15 @@ async def test_migrating_a_store_with_decisions_fills_the_rollups(store_url, mon
     every = backend._migrations
     monkeypatch.setattr(backend, "_migrations", lambda: [m for m in every() if m[0] <= 3])
     # A callgate of schema 3 chained decisions alone: it had no fact_entries table.
-    head = backend._CHAIN_HEAD
+    head = backend.CHAIN_HEAD
     monkeypatch.setattr(
-        backend, "_CHAIN_HEAD", "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1"
+        backend, "CHAIN_HEAD", "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1"
     )
     old = await open_store(store_url)
     await record_mix(old, 40, T0, step=timedelta(minutes=23))
     await old.close()
     monkeypatch.setattr(backend, "_migrations", every)
-    monkeypatch.setattr(backend, "_CHAIN_HEAD", head)
+    monkeypatch.setattr(backend, "CHAIN_HEAD", head)
     store = await open_store(store_url)
     try:
         assert await store.migrate() == every()[-1][0]

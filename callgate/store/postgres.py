@@ -72,8 +72,10 @@ from callgate.store.factwrite import (
     withdrawal_write,
 )
 from callgate.store.sql import (
+    ANCHOR_HEAD,
     APPOINTMENT_COLUMNS,
     BULK_ENTRIES_BEFORE,
+    CHAIN_HEAD,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
     FACT_ENTRIES_ABOUT,
@@ -112,12 +114,6 @@ _FACTS_MANY_SQL = facts_sql("= ANY(:callees)")
 _INSERT_FACT_ENTRY = (
     f"INSERT INTO fact_entries ({', '.join(FACT_ENTRY_COLUMNS)})"
     f" VALUES ({', '.join(f'${i}' for i in range(1, len(FACT_ENTRY_COLUMNS) + 1))})"
-)
-# The chain's last entry, a decision or a fact: each side's newest by its primary key.
-_CHAIN_HEAD = (
-    "SELECT seq, hash FROM (SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1) d"
-    " UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM fact_entries ORDER BY seq DESC"
-    " LIMIT 1) f ORDER BY seq DESC LIMIT 1"
 )
 _IMPORT_BATCH = 20_000
 _FACT_ROWS_BATCH = 5_000
@@ -201,17 +197,17 @@ class PostgresStore:
                 if number > version:
                     await db.execute(script)
                     if number == FACT_CHAIN_VERSION:
-                        await self._chain_genesis(db)
+                        await self._chain_tables(db, GENESIS_WRITE)
                     await db.execute("INSERT INTO schema_version VALUES ($1)", number)
                     version = number
         return int(version)
 
-    async def _chain_genesis(self, db: Any) -> None:
-        """The facts a store held before their writes were chained, chained once: one
-        dated entry with every row's id and digest (none for a store without facts)."""
+    async def _chain_tables(self, db: Any, write: FactWrite) -> None:
+        """Every fact row, chained as one dated entry with each table's ids and digest
+        (none for a store without facts): see SqliteStore._chain_tables."""
         tables = [BulkRows(table, await _whole_rows(db, table)) for table in FACT_TABLES]
         if any(part.rows for part in tables):
-            await self._append_fact(db, GENESIS_WRITE, [], tables)
+            await self._append_fact(db, write, [], tables)
 
     # ------------------------------------------------------------ facts and decisions
 
@@ -392,7 +388,7 @@ class PostgresStore:
         return [(str(row[0]), int(row[1])) for row in await self._fetch(sql, *args)]
 
     async def log_anchor(self) -> tuple[int, str] | None:
-        row = await self._fetchrow("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1")
+        row = await self._fetchrow(ANCHOR_HEAD)
         return (row["seq"], row["hash"]) if row else None
 
     async def purge_log(self, before: datetime, at: datetime) -> int:
@@ -411,11 +407,8 @@ class PostgresStore:
                 "INSERT INTO log_anchor (seq, hash, purged_at) VALUES ($1, $2, $3)",
                 last["seq"], last["hash"], to_micros(at),
             )  # fmt: skip
-            # The entries that wrote the facts may be gone: what the tables hold now is
-            # chained again, as the genesis of facts was.
-            tables = [BulkRows(table, await _whole_rows(db, table)) for table in FACT_TABLES]
-            if any(part.rows for part in tables):
-                await self._append_fact(db, PURGE_WRITE, [], tables)
+            # The entries that wrote the facts may be gone: the tables are chained again.
+            await self._chain_tables(db, PURGE_WRITE)
         return int(status.split()[-1])
 
     # ------------------------------------------------------------ the console's reads
@@ -710,9 +703,7 @@ async def _run_step(db: Any, step: Step) -> list[RowChange]:
 async def _chain_head(db: Any) -> tuple[int, str]:
     """The last entry's (seq, hash), decision or fact, or the purge anchor's, or the
     genesis. The caller holds the chain's lock."""
-    row = await db.fetchrow(_CHAIN_HEAD)
-    if row is None:
-        row = await db.fetchrow("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1")
+    row = await db.fetchrow(CHAIN_HEAD) or await db.fetchrow(ANCHOR_HEAD)
     return (int(row["seq"]), str(row["hash"])) if row is not None else (0, GENESIS)
 
 

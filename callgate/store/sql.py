@@ -33,9 +33,11 @@ from callgate.store.base import (
 )
 
 __all__ = [
+    "ANCHOR_HEAD",
     "APPOINTMENT_COLUMNS",
     "BULK_ENTRIES_BEFORE",
     "BY_JOB",
+    "CHAIN_HEAD",
     "CONSENT_COLUMNS",
     "DECISION_COLUMNS",
     "FACT_ENTRIES_ABOUT",
@@ -283,6 +285,15 @@ def covering(
                 break
     return sorted(kept, key=lambda entry: entry["seq"])
 
+
+# The chain's last entry, a decision or a fact (each side's newest by its key), and, when
+# the log holds none, where a purge left it (its anchor).
+CHAIN_HEAD = (
+    "SELECT seq, hash FROM (SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1) d"
+    " UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM fact_entries ORDER BY seq DESC"
+    " LIMIT 1) f ORDER BY seq DESC LIMIT 1"
+)
+ANCHOR_HEAD = "SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1"
 
 # The chain's last seq: what both reads of log_sql stop at.
 HEAD_SEQ = (

@@ -74,9 +74,11 @@ from callgate.store.factwrite import (
     withdrawal_write,
 )
 from callgate.store.sql import (
+    ANCHOR_HEAD,
     APPOINTMENT_COLUMNS,
     BULK_ENTRIES_BEFORE,
     BY_JOB,
+    CHAIN_HEAD,
     CONSENT_COLUMNS,
     DECISION_COLUMNS,
     FACT_ENTRIES_ABOUT,
@@ -134,12 +136,6 @@ _INSERT_DECISION = (
 _INSERT_FACT_ENTRY = (
     f"INSERT INTO fact_entries ({', '.join(FACT_ENTRY_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(FACT_ENTRY_COLUMNS))})"
-)
-# The chain's last entry, a decision or a fact: each side's newest by its index.
-_CHAIN_HEAD = (
-    "SELECT seq, hash FROM (SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1)"
-    " UNION ALL SELECT seq, hash FROM (SELECT seq, hash FROM fact_entries ORDER BY seq DESC"
-    " LIMIT 1) ORDER BY seq DESC LIMIT 1"
 )
 Question = tuple[str, str, datetime, datetime, bool]  # company, callee, now, since, live
 _T = TypeVar("_T")
@@ -242,20 +238,21 @@ class SqliteStore:
                 if number > version:
                     await _run_script(self._db, script)
                     if number == FACT_CHAIN_VERSION:
-                        await self._on_db_thread(self._chain_genesis)
+                        await self._on_db_thread(self._chain_tables, GENESIS_WRITE)
                     await self._db.execute(f"PRAGMA user_version = {number}")
                     version = number
         return version
 
-    def _chain_genesis(self, db: sqlite3.Connection) -> None:
-        """The facts a store held before their writes were chained, chained once: one
-        dated entry with every row's id and digest (none for a store without facts)."""
+    def _chain_tables(self, db: sqlite3.Connection, write: FactWrite) -> None:
+        """Every fact row as the tables hold it, chained as one dated entry with each
+        table's ids and digest (none for a store without facts): the genesis of facts a
+        migration records, or what a purge leaves for the rows whose entries it took."""
         tables = [
             BulkRows(table, _dicts(db.execute(f"SELECT * FROM {table} ORDER BY id")))
             for table in FACT_TABLES
         ]
         if any(part.rows for part in tables):
-            self._append_fact(db, GENESIS_WRITE, [], tables)
+            self._append_fact(db, write, [], tables)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -479,7 +476,7 @@ class SqliteStore:
         return [(str(row[0]), int(row[1])) for row in rows]
 
     async def log_anchor(self) -> tuple[int, str] | None:
-        rows = await self._select("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1", {})
+        rows = await self._select(ANCHOR_HEAD, {})
         return (rows[0][0], rows[0][1]) if rows else None
 
     async def purge_log(self, before: datetime, at: datetime) -> int:
@@ -505,14 +502,8 @@ class SqliteStore:
             "INSERT INTO log_anchor (seq, hash, purged_at) VALUES (?, ?, ?)",
             (last[0], last[1], to_micros(at)),
         )
-        # The entries that wrote the facts may be gone: what the tables hold now is chained
-        # again, as the genesis of facts was.
-        tables = [
-            BulkRows(table, _dicts(db.execute(f"SELECT * FROM {table} ORDER BY id")))
-            for table in FACT_TABLES
-        ]
-        if any(part.rows for part in tables):
-            self._append_fact(db, PURGE_WRITE, [], tables)
+        # The entries that wrote the facts may be gone: the tables are chained again.
+        self._chain_tables(db, PURGE_WRITE)
         return int(count)
 
     # ------------------------------------------------------------ the console's reads
@@ -846,9 +837,7 @@ def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
 def _chain_head(db: sqlite3.Connection) -> tuple[int, str]:
     """The last entry's (seq, hash), decision or fact, or the purge anchor's, or the
     genesis."""
-    row = db.execute(_CHAIN_HEAD).fetchone()
-    if row is None:
-        row = db.execute("SELECT seq, hash FROM log_anchor ORDER BY seq DESC LIMIT 1").fetchone()
+    row = db.execute(CHAIN_HEAD).fetchone() or db.execute(ANCHOR_HEAD).fetchone()
     return (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
 
 
